@@ -1,0 +1,72 @@
+/*
+ * disk.h -- open disk files: access grants, the blob's real size, reads
+ * with read-ahead, and the sparse map.  The FUSE operations (ops.c) call
+ * only this for disk files; this module calls az.h for grants and blob.h
+ * for the bytes.
+ *
+ * One struct disk per disk restore point that has open handles (or a
+ * lingering grant), shared by every handle: BeginGetAccess once, the last
+ * close schedules EndGetAccess after a linger, disk_mgr_free ends all.
+ * Memory is bounded by the read-ahead window (see docs/design.md).
+ */
+#ifndef RPFS_DISK_H
+#define RPFS_DISK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "../net/az.h"
+#include "../net/err.h"
+
+struct disk_config {
+	int sas_duration_s; /* BeginGetAccess durationInSeconds; default 3600 */
+	int linger_ms; /* EndGetAccess this long after the last close; default
+			  2000 */
+	size_t chunk_size;    /* bytes per ranged GET; default 4 MiB */
+	size_t readahead_max; /* largest read-ahead window per disk, bytes;
+				 default 64 MiB */
+	int max_parallel;     /* ranges in flight per disk; default 8 */
+	bool use_pagelist;    /* fetch page ranges for holes; default true */
+};
+
+struct disk_mgr;
+struct disk_handle;
+
+struct disk_mgr *disk_mgr_new(struct az *az, const struct disk_config *cfg);
+/* Ends every grant (EndGetAccess) and frees everything: unmount. */
+void disk_mgr_free(struct disk_mgr *m);
+
+/*
+ * Open a disk restore point: grant (or share the existing grant), learn
+ * the blob's length with HEAD, and return a handle.  needs_disk_token:
+ * the disk requires Entra ID on blob reads.  Returns 0 or -errno (EAGAIN
+ * when Azure refuses the grant because the disk is not yet usable, EBUSY
+ * when too many grants are active on its family) with err filled.
+ */
+int disk_open(struct disk_mgr *m, const char *drp_id, struct disk_handle **h,
+	      struct rp_err *err);
+void disk_close(struct disk_handle *h);
+
+/* Exact length of the blob in bytes (disk + 512-byte footer). */
+long long disk_size(const struct disk_handle *h);
+/* Length learned by an earlier open of drp_id, or -1: lets getattr show
+ * the exact size after the first open. */
+long long disk_known_size(struct disk_mgr *m, const char *drp_id);
+/* Bytes of data (not holes) when the page map is known, else -1. */
+long long disk_known_allocated(struct disk_mgr *m, const char *drp_id);
+
+/* Read exactly min(size, disk_size - off) bytes, or fail with -errno. */
+ssize_t disk_read(struct disk_handle *h, char *buf, size_t size, off_t off,
+		  struct rp_err *err);
+
+/* SEEK_DATA / SEEK_HOLE from the page map (whole blob is data when the
+ * map is unknown).  Returns the offset or -ENXIO. */
+off_t disk_seek(struct disk_handle *h, off_t off, int whence);
+
+/* End the grant on drp_id now if no handle holds it (before deleting a
+ * restore point).  Returns -EBUSY when the disk is still open. */
+int disk_release_grant(struct disk_mgr *m, const char *drp_id,
+		       struct rp_err *err);
+
+#endif
