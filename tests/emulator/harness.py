@@ -1,0 +1,151 @@
+"""Test-side handle on the rpfs Azure emulator: starts emulator.py as a child
+process, waits for its READY line, and wraps the /_emu control API.
+
+Trade-offs: plain urllib with the emulator's CA (no third-party client), one
+request per call, JSON in and out. The process is killed by pid on stop();
+its stderr goes to STATE_DIR/emulator.stderr so a failing test can show it.
+Images default to STATE_DIR/images; set RPFS_EMU_IMAGES (or pass images=) to
+share one built image cache between emulators.
+"""
+
+import json
+import os
+import select
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+class Emulator:
+    def __init__(self, proc, state_dir, endpoint):
+        self.proc = proc
+        self.state_dir = state_dir
+        self.endpoint = endpoint
+        for k in ("url", "port", "ca", "token", "subscription", "tenant", "client_id", "client_secret",
+                  "identity_header", "images"):
+            setattr(self, k, endpoint[k])
+        self._ctx = ssl.create_default_context(cafile=self.ca)
+
+    @classmethod
+    def start(cls, tmpdir, scenario=None, images=None, port=0, blob_base=None, timeout=20.0):
+        state_dir = os.path.abspath(str(tmpdir))
+        os.makedirs(state_dir, exist_ok=True)
+        images = images or os.environ.get("RPFS_EMU_IMAGES")
+        cmd = [sys.executable if sys.executable else "/usr/bin/python3", os.path.join(HERE, "emulator.py"),
+               "--state-dir", state_dir, "--port", str(port)]
+        if scenario:
+            cmd += ["--scenario", str(scenario)]
+        if images:
+            cmd += ["--images", str(images)]
+        if blob_base:
+            cmd += ["--blob-base", blob_base]
+        err = open(os.path.join(state_dir, "emulator.stderr"), "ab")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        err.close()
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if r:
+                line = proc.stdout.readline()
+                if line.startswith(b"READY "):
+                    break
+                if not line and proc.poll() is not None:
+                    break
+            elif proc.poll() is not None:
+                break
+        if not line.startswith(b"READY "):
+            proc.kill()
+            proc.wait()
+            tail = open(os.path.join(state_dir, "emulator.stderr"), "rb").read()[-4000:].decode("utf-8", "replace")
+            raise EmulatorError("emulator did not become ready within %.0fs:\n%s" % (timeout, tail))
+        with open(line[6:].decode().strip()) as f:
+            endpoint = json.load(f)
+        return cls(proc, state_dir, endpoint)
+
+    def _call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data is not None else {})
+        try:
+            with urllib.request.urlopen(req, context=self._ctx, timeout=30) as r:
+                raw = r.read()
+        except urllib.error.HTTPError as e:
+            raise EmulatorError("%s %s -> %d %s" % (method, path, e.code, e.read()[:500]))
+        return json.loads(raw) if raw else None
+
+    def faults(self, rules):
+        if isinstance(rules, dict):
+            rules = [rules]
+        return self._call("POST", "/_emu/faults", {"rules": list(rules)})
+
+    def clear_faults(self):
+        return self._call("DELETE", "/_emu/faults")
+
+    def config(self, **kw):
+        return self._call("POST", "/_emu/config", kw)
+
+    def stats(self):
+        return self._call("GET", "/_emu/stats")
+
+    def reset_stats(self):
+        return self._call("POST", "/_emu/stats/reset", {})
+
+    def state(self):
+        return self._call("GET", "/_emu/state")
+
+    def expire_tokens(self):
+        return self._call("POST", "/_emu/tokens/expire", {})
+
+    def new_token(self, resource=None):
+        body = {"resource": resource} if resource else {}
+        tok = self._call("POST", "/_emu/tokens/new", body)["token"]
+        if not resource:
+            self.token = tok
+        return tok
+
+    def image_path(self, disk_name):
+        for d in self.state()["disks"]:
+            if d["name"].lower() == disk_name.lower():
+                return d["image"]
+        raise KeyError(disk_name)
+
+    def blob_bytes(self, disk_name, start=0, length=None):
+        """The bytes a blob of this disk holds (image + VHD footer), for comparisons."""
+        sys.path.insert(0, HERE)
+        import emulator as _emu
+        img = _emu.Image(self.image_path(disk_name))
+        try:
+            end = img.blob_len if length is None else min(img.blob_len, start + length)
+            out = bytearray()
+            _emu.stream_image(img, start, end, out.extend)
+            return bytes(out)
+        finally:
+            os.close(img.fd)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
