@@ -229,37 +229,123 @@ def _write_token(path, token):
         f.write(token + "\n")
 
 
+# Default for the subscription kwarg: the emulator's.
+FROM_EMULATOR = object()
+
+
+def _find_daemon(mnt):
+    """Pid of a daemonised rpfs serving mnt (found by its argv), or None."""
+    want = os.fsencode(str(mnt))
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"rpfs" and want in argv:
+            return int(d)
+    return None
+
+
+class _DaemonProc:
+    """Popen-like view of a daemonised rpfs (we only know its pid)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def _alive(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                return f.read().split(") ")[1][0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    def poll(self):
+        if self.returncode is None and not self._alive():
+            self.returncode = 0  # unknown: not our child
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = time.monotonic() + (timeout or 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("rpfs", timeout)
+            time.sleep(0.05)
+        return self.returncode
+
+    def send_signal(self, sig):
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+
 @pytest.fixture
 def rpfs(request, tmp_path, emulator):
-    """Factory that mounts rpfs; see the module comment."""
+    """Factory that mounts rpfs; see the module comment.
+
+    Beyond the common kwargs:
+      subscription=None     omit --subscription (a string: use that one)
+      style="o"             pass the standard options as one -o list,
+                            the way fstab does
+      helper=PATH           run PATH SOURCE MNT -o OPTS (mount.fuse3 or a
+                            mount.fuse.rpfs helper) instead of rpfs itself;
+                            rpfs then daemonises; source="rpfs" by default
+    """
     mounts = []
 
     def start(*extra_args, auth="token-file", resource_group=None,
-              env=None, expect_fail=False, emu=None):
+              env=None, expect_fail=False, emu=None,
+              subscription=FROM_EMULATOR, style="long", helper=None,
+              source="rpfs"):
         emu = emu or emulator
         n = len(mounts)
         suffix = "" if n == 0 else str(n + 1)
         mnt = tmp_path / ("mnt" + suffix)
         mnt.mkdir()
         log_path = tmp_path / ("rpfs%s.log" % suffix)
-        cmd = [rpfs_bin(), "-f",
-               "--subscription=" + emu.subscription,
-               "--endpoint=" + emu.url,
-               "--cafile=" + str(emu.ca)]
+
+        opts = []  # (name, value) of the standard options
+        if subscription is FROM_EMULATOR:
+            subscription = emu.subscription
+        if subscription is not None:
+            opts.append(("subscription", subscription))
+        opts += [("endpoint", emu.url), ("cafile", str(emu.ca))]
         token_file = None
         if auth == "token-file":
             token_file = tmp_path / ("token" + suffix)
             _write_token(token_file, emu.token)
-            cmd.append("--token-file=" + str(token_file))
+            opts.append(("token_file", str(token_file)))
         else:
-            cmd.append("--auth=" + auth)
+            opts.append(("auth", auth))
         if resource_group:
-            cmd.append("--resource-group=" + resource_group)
-        cmd += [str(a) for a in extra_args]
-        cmd.append(str(mnt))
+            opts.append(("resource_group", resource_group))
+
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
+        if helper:
+            # mount.fuse3 runs "rpfs MNT -o OPTS" through /bin/sh and PATH.
+            full_env["PATH"] = (os.path.dirname(os.path.abspath(rpfs_bin()))
+                                + os.pathsep + full_env.get("PATH", ""))
+            olist = ["%s=%s" % kv for kv in opts] + [str(a) for a in
+                                                    extra_args]
+            cmd = [str(helper), source, str(mnt), "-o", ",".join(olist)]
+        elif style == "o":
+            cmd = [rpfs_bin(), "-f", "-o",
+                   ",".join("%s=%s" % kv for kv in opts)]
+            cmd += [str(a) for a in extra_args] + [str(mnt)]
+        else:
+            cmd = [rpfs_bin(), "-f"]
+            cmd += ["--%s=%s" % (k.replace("_", "-"), v) for k, v in opts]
+            cmd += [str(a) for a in extra_args] + [str(mnt)]
+
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=log, env=full_env)
@@ -269,17 +355,26 @@ def rpfs(request, tmp_path, emulator):
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while time.monotonic() < deadline:
             if m.is_mounted():
+                if helper:
+                    pid = _find_daemon(mnt)
+                    proc.wait(timeout=EXIT_TIMEOUT)
+                    if pid is None:
+                        pytest.fail("mounted, but no rpfs process serves %s"
+                                    % mnt, pytrace=False)
+                    m.helper_proc, m.proc = proc, _DaemonProc(pid)
+                    m.check_exit = False  # not our child: status unknown
                 if expect_fail:
                     m.unmount()
                     pytest.fail("rpfs mounted but was expected to fail:\n"
                                 + m.log_text(), pytrace=False)
                 return m
-            if proc.poll() is not None:
+            rc = proc.poll()
+            if rc is not None and not (helper and rc == 0):
                 if expect_fail:
                     return m
                 pytest.fail("rpfs exited with status %d before mounting:\n"
-                            "$ %s\n%s" % (proc.returncode, " ".join(cmd),
-                                          m.log_text()), pytrace=False)
+                            "$ %s\n%s" % (rc, " ".join(cmd), m.log_text()),
+                            pytrace=False)
             time.sleep(0.05)
         m.unmount()
         pytest.fail("rpfs did not %s within %.0fs:\n$ %s\n%s" %
