@@ -27,16 +27,19 @@ from azure.mgmt.compute import ComputeManagementClient  # noqa: E402
 
 
 class StaticCredential:
-    def __init__(self, token):
-        self.token = token
+    """Returns the emulator's current management token (tests may rotate it)."""
+
+    def __init__(self, emu):
+        self.emu = emu
 
     def get_token(self, *scopes, **kw):
-        return AccessToken(self.token, int(time.time()) + 3600)
+        return AccessToken(self.emu.token, int(time.time()) + 60)
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
-    images = os.environ.get("RPFS_EMU_IMAGES") or str(tmp_path_factory.getbasetemp() / "images")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    images = os.environ.get("RPFS_IMAGE_CACHE") or os.path.join(repo, "build", "images")
     e = Emulator.start(tmp_path_factory.mktemp("emu"), images=images)
     e.config(lro_seconds=0.5, replication_seconds=1.5, retry_after=0)
     yield e
@@ -45,7 +48,7 @@ def emu(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(emu):
-    return ComputeManagementClient(StaticCredential(emu.token), emu.subscription, base_url=emu.url,
+    return ComputeManagementClient(StaticCredential(emu), emu.subscription, base_url=emu.url,
                                    connection_verify=emu.ca, polling_interval=0)
 
 
@@ -299,3 +302,37 @@ def test_aad_disk_needs_disk_token(emu):
         assert st == 206 and len(body) == 512
     finally:
         revoke(emu, drp)
+
+
+def test_grant_limit_and_delete_conflict(emu, client):
+    vm = client.virtual_machines.get("rg-prod", "vm1")
+    client.restore_point_collections.create_or_update("rg-prod", "lim", {"location": vm.location, "source": {"id": vm.id}})
+    for i in range(3):
+        client.restore_points.begin_create("rg-prod", "lim", "r%d" % i, {}).result()
+    drps = []
+    for coll, rp in [("coll1", "rp1"), ("coll-many", "rp-a"), ("coll-many", "rp-b"), ("coll-many", "rp-c"),
+                     ("lim", "r0"), ("lim", "r1"), ("lim", "r2")]:
+        body = json.loads(arm(emu, rg_path(emu, "rg-prod") + "/restorePointCollections/%s/restorePoints/%s" % (coll, rp))[2])
+        drps += [d["diskRestorePoint"]["id"] for d in body["properties"]["sourceMetadata"]["storageProfile"]["dataDisks"]
+                 if d["name"] == "vm1-data"]
+    assert len(drps) == 7
+    try:
+        for d in drps[:5]:
+            grant(emu, d)
+        assert grant(emu, drps[0])
+        st, _, body = arm(emu, drps[5] + "/beginGetAccess", "POST", {"access": "Read", "durationInSeconds": 60}, "2025-01-02")
+        assert st == 409
+        assert emu.stats()["active_grants"] == 5
+        st, _, body = arm(emu, rg_path(emu, "rg-prod") + "/restorePointCollections/lim/restorePoints/r0", "DELETE")
+        assert st == 409 and json.loads(body)["error"]["code"] == "DiskRestorePointUsedByCustomer"
+    finally:
+        for d in drps[:5]:
+            revoke(emu, d)
+    st, _, _ = arm(emu, rg_path(emu, "rg-prod") + "/restorePointCollections/lim/restorePoints/r0", "PUT", {"properties": {}})
+    assert st == 201
+    st, _, _ = arm(emu, rg_path(emu, "rg-prod") + "/restorePointCollections/lim/restorePoints/r0", "PUT",
+                   {"properties": {"consistencyMode": "CrashConsistent"}})
+    assert st == 409
+    client.restore_point_collections.begin_delete("rg-prod", "lim").result()
+    st, _, _ = arm(emu, rg_path(emu, "rg-prod") + "/restorePointCollections/lim", "DELETE")
+    assert st == 204

@@ -1348,6 +1348,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             coll = emu.new_collection(rg["name"], name, loc, src, b.get("tags") or {}, now())
             return self.send_json(201, emu.render_collection(coll))
         if coll is None:
+            if m == "DELETE":
+                return self.send(204, {})
             self.get_coll(rg["name"], name)
         if m == "PATCH":
             b = self.json_body()
@@ -1421,6 +1423,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                   result=("rp", rp))
             return self.send_json(201, emu.render_rp(rp), emu.lro_headers(rp["op"], self.base))
         if rp is None:
+            if m == "DELETE":
+                return self.send(204, {})
             self.get_rp(coll, name)
         if m == "DELETE":
             for d in rp["drps"]:

@@ -4,10 +4,12 @@ process, waits for its READY line, and wraps the /_emu control API.
 Trade-offs: plain urllib with the emulator's CA (no third-party client), one
 request per call, JSON in and out. The process is killed by pid on stop();
 its stderr goes to STATE_DIR/emulator.stderr so a failing test can show it.
-Images default to STATE_DIR/images; set RPFS_EMU_IMAGES (or pass images=) to
+Images default to STATE_DIR/images; set RPFS_EMU_IMAGES or RPFS_IMAGE_CACHE
+(or pass images=) to
 share one built image cache between emulators.
 """
 
+import importlib.util
 import json
 import os
 import select
@@ -20,6 +22,16 @@ import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _emulator_module():
+    mod = sys.modules.get("rpfs_emulator_server")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("rpfs_emulator_server", os.path.join(HERE, "emulator.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["rpfs_emulator_server"] = mod
+    return mod
 
 
 class EmulatorError(RuntimeError):
@@ -40,7 +52,7 @@ class Emulator:
     def start(cls, tmpdir, scenario=None, images=None, port=0, blob_base=None, timeout=20.0):
         state_dir = os.path.abspath(str(tmpdir))
         os.makedirs(state_dir, exist_ok=True)
-        images = images or os.environ.get("RPFS_EMU_IMAGES")
+        images = images or os.environ.get("RPFS_EMU_IMAGES") or os.environ.get("RPFS_IMAGE_CACHE")
         cmd = [sys.executable if sys.executable else "/usr/bin/python3", os.path.join(HERE, "emulator.py"),
                "--state-dir", state_dir, "--port", str(port)]
         if scenario:
@@ -122,8 +134,7 @@ class Emulator:
 
     def blob_bytes(self, disk_name, start=0, length=None):
         """The bytes a blob of this disk holds (image + VHD footer), for comparisons."""
-        sys.path.insert(0, HERE)
-        import emulator as _emu
+        _emu = _emulator_module()
         img = _emu.Image(self.image_path(disk_name))
         try:
             end = img.blob_len if length is None else min(img.blob_len, start + length)
