@@ -734,7 +734,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.op = None
         self.fault = None
         self.req_id = str(uuid.uuid4())
-        self.body_bytes = 0
+        self._counted = False
         ln = int(self.headers.get("Content-Length") or 0)
         self.raw_body = self.rfile.read(ln) if ln else b""
         u = urllib.parse.urlsplit(self.path)
