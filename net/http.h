@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <curl/curl.h>
 
 #include "err.h"
@@ -43,7 +44,9 @@ struct http_request {
 	    *headers;	  /* NULL-terminated "Name: value" list, or NULL */
 	const char *body; /* may be NULL */
 	size_t body_len;
-	bool no_retry; /* caller handles every status itself */
+	bool no_retry;	 /* caller handles every status itself */
+	bool no_proxy;	 /* never through a proxy (instance metadata) */
+	long timeout_ms; /* whole-transfer limit per attempt; 0: none */
 };
 
 struct http_response {
@@ -78,6 +81,10 @@ void http_setup_easy(CURL *easy);
 /* Milliseconds to wait before retry attempt n (0-based), honouring
  * retry_after_ms when >= 0; exponential with jitter, capped. */
 long http_backoff_ms(int attempt, long retry_after_ms);
+
+/* A Retry-After value (delta seconds or HTTP-date, relative to now) in
+ * milliseconds, capped at two minutes; -1 when absent or unparsable. */
+long http_parse_retry_after(const char *value, time_t now);
 
 /* True for statuses worth retrying: 408, 429, 500, 502, 503, 504. */
 bool http_status_transient(long status);
