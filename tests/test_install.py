@@ -1,0 +1,111 @@
+"""What ships beside the driver: `make install` puts the binary, the man
+page and the mount helper where a Debian user looks for them; the man page
+renders cleanly and documents every option that `rpfs --help` offers; the
+fstab example's lines are well-formed.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+MAN = REPO / "docs" / "rpfs.1"
+
+
+def rpfs_bin():
+    return os.environ.get("RPFS_BIN") or str(REPO / "build" / "rpfs")
+
+
+def build_dir():
+    return pathlib.Path(rpfs_bin()).resolve().parent
+
+
+def test_make_install_places_binary_man_page_and_helper(tmp_path):
+    stage = tmp_path / "stage"
+    res = subprocess.run(["cmake", "--install", str(build_dir()),
+                          "--prefix", "/usr"],
+                         env=dict(os.environ, DESTDIR=str(stage)),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout
+    binary = stage / "usr/bin/rpfs"
+    assert binary.is_file() and os.access(binary, os.X_OK)
+    assert (stage / "usr/share/man/man1/rpfs.1").is_file()
+    helper = stage / "usr/sbin/mount.fuse.rpfs"
+    assert helper.is_file() and os.access(helper, os.X_OK)
+    assert (stage / "usr/share/doc/rpfs/fstab.example").is_file()
+    # The installed binary runs.
+    out = subprocess.run([str(binary), "--version"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=10)
+    assert out.returncode == 0 and "rpfs" in out.stdout
+
+
+def test_man_page_renders_without_warnings():
+    res = subprocess.run(["groff", "-man", "-ww", "-z", str(MAN)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, timeout=30)
+    assert res.returncode == 0
+    assert res.stderr == "", res.stderr
+
+
+def man_text():
+    res = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou", str(MAN)],
+                         stdout=subprocess.PIPE, text=True, timeout=30,
+                         env=dict(os.environ, LC_ALL="C.UTF-8"))
+    return res.stdout.replace("\u2010", "-")
+
+
+def test_man_page_documents_every_option_of_help():
+    helptext = subprocess.run([rpfs_bin(), "--help"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              timeout=10).stdout
+    # rpfs's own options: the "--name" and "-o name=" forms of its help.
+    opts = set(re.findall(r"--([a-z][a-z-]+)", helptext))
+    opts |= set(re.findall(r"-o ([a-z_]+)", helptext))
+    # libfuse's generic options are documented in fuse(8), not here.
+    generic = {"help", "version", "debug", "foreground", "clone_fd",
+               "max_idle_threads", "max_threads", "allow_other",
+               "allow_root", "auto_unmount", "fsname", "subtype",
+               "default_permissions", "kernel_cache", "auto_cache",
+               "umask", "uid", "gid", "entry_timeout", "negative_timeout",
+               "attr_timeout", "ac_attr_timeout", "noforget",
+               "remember", "modules", "nopath", "hard_remove", "use_ino",
+               "readdir_ino", "direct_io", "intr", "intr_signal",
+               "single", "max_read", "blkdev", "blksize"}
+    text = man_text()
+    missing = sorted(o for o in opts - generic
+                     if o not in text and o.replace("-", "_") not in text)
+    assert opts, "could not find any option in --help:\n" + helptext
+    assert not missing, "man page lacks %s" % missing
+
+
+def test_man_page_has_the_sections_a_user_looks_for():
+    text = man_text()
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS",
+                    "CREDENTIALS", "EXAMPLES", "ERRORS", "SEE ALSO"):
+        assert re.search(r"^%s$" % section, text, re.M), section
+
+
+def test_fstab_example_lines_are_well_formed():
+    lines = [ln for ln in (REPO / "docs/fstab.example").read_text()
+             .splitlines() if ln.strip() and not ln.startswith("#")]
+    assert lines, "no active fstab line in the example"
+    for ln in lines:
+        fields = ln.split()
+        assert len(fields) == 6, ln
+        _source, target, fstype, opts, _dump, _pass = fields
+        assert target.startswith("/")
+        assert fstype in ("fuse.rpfs", "fuse")
+        assert "_netdev" in opts.split(",")
+        # No secret in fstab: it is world-readable.
+        assert "secret" not in opts.lower() and "sig=" not in opts
+
+
+def test_mount_helper_is_valid_shell():
+    sh = shutil.which("sh")
+    res = subprocess.run([sh, "-n", str(REPO / "tools/mount.fuse.rpfs")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=10)
+    assert res.returncode == 0, res.stdout
