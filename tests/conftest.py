@@ -45,8 +45,11 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+# The harness is imported as the top-level module "harness", as
+# test_emulator_sdk.py does, so that both share one module object (and
+# "emulator" never resolves to tests/emulator/emulator.py by accident).
+if str(TESTS / "emulator") not in sys.path:
+    sys.path.insert(0, str(TESTS / "emulator"))
 
 TIMEOUT_SCALE = float(os.environ.get("RPFS_TIMEOUT_SCALE", "1"))
 MOUNT_TIMEOUT = 10.0 * TIMEOUT_SCALE
@@ -67,7 +70,7 @@ def rpfs_bin():
 def _emulator_class():
     # Imported late so that tests that need no emulator (test_cli.py) run
     # even while the harness is broken; an import error here fails the test.
-    from emulator.harness import Emulator
+    from harness import Emulator
     return Emulator
 
 
