@@ -297,6 +297,9 @@ int arm_json_parse(const char *body, size_t len, json_object **out,
 	tok = json_tokener_new();
 	if (!tok)
 		return -ENOMEM;
+	/* No trailing commas or other leniencies: a body that is not JSON
+	 * is a body we do not understand. */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	o = json_tokener_parse_ex(tok, body, (int)len);
 	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
 	    tok->char_offset < (int)len) {
