@@ -8,6 +8,8 @@
  * lingering grant), shared by every handle: BeginGetAccess once, the last
  * close schedules EndGetAccess after a linger, disk_mgr_free ends all.
  * Memory is bounded by the read-ahead window (see docs/design.md).
+ * Every function is thread-safe; disk_read may run concurrently on one
+ * handle.  Zero-initialise struct disk_config before filling it.
  */
 #ifndef RPFS_DISK_H
 #define RPFS_DISK_H
@@ -28,6 +30,14 @@ struct disk_config {
 				 default 64 MiB */
 	int max_parallel;     /* ranges in flight per disk; default 8 */
 	bool use_pagelist;    /* fetch page ranges for holes; default true */
+	/* Added by the streaming module; zero means the default. */
+	struct auth *auth;    /* tokens for Entra-ID disks (audience
+				 AUTH_RESOURCE_DISK); NULL: such disks give
+				 EACCES */
+	size_t cache_max;     /* cache memory across all disks; default
+				 2 * readahead_max */
+	long stall_timeout_s; /* a blob transfer below 1 KiB/s this long is
+				 retried; default: the http.h stall timeout */
 };
 
 struct disk_mgr;
@@ -39,8 +49,9 @@ void disk_mgr_free(struct disk_mgr *m);
 
 /*
  * Open a disk restore point: grant (or share the existing grant), learn
- * the blob's length with HEAD, and return a handle.  needs_disk_token:
- * the disk requires Entra ID on blob reads.  Returns 0 or -errno (EAGAIN
+ * the blob's length with HEAD, fetch the page map, and return a handle.
+ * A disk that answers 401 Bearer on blob reads (Entra ID) is read with a
+ * token from cfg->auth from then on.  Returns 0 or -errno (EAGAIN
  * when Azure refuses the grant because the disk is not yet usable, EBUSY
  * when too many grants are active on its family) with err filled.
  */

@@ -1,0 +1,643 @@
+/*
+ * readahead.c -- chunk cache and read-ahead policy of an open disk (see
+ * readahead.h for the contract).
+ *
+ * Entries: byte spans [start, end) of the blob, each with its own buffer,
+ * fetched by one ranged GET.  They may overlap (a random read's small span
+ * inside a chunk fetched later); the blob is immutable, so any entry that
+ * covers an offset holds the right bytes.  States: INFLIGHT (the engine
+ * writes the buffer), READY, FAILED.  An entry is freed only when no
+ * reader holds a reference (refs) and no transfer writes into it; readers
+ * copy out without the lock, holding a reference.
+ *
+ * Policy: a read that continues a stream of its handle is sequential; it
+ * fetches the rest of the chunk it falls in (only the data part, by the
+ * page map) and starts read-ahead fetches for the following chunks until
+ * the stream's window of data bytes is covered, `parallel` fetches are in
+ * flight, or memory is short.  Holes are skipped.  Other reads fetch the
+ * `unit`-aligned span around them and start no read-ahead.
+ *
+ * Eviction, when a new entry needs room: failed entries, then entries a
+ * sequential reader has passed, then least recently used ones; read-ahead
+ * that nobody has touched yet is evicted only for a demand read or when
+ * it is stale.  A read-ahead fetch that finds no room is simply not made.
+ *
+ * Locks: c->mu guards everything in the cache, the page map and the
+ * streams passed in; the engine's completion callback takes it briefly.
+ * Lock order: c->mu, then the engine's queue lock (inside submit).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pagemap.h"
+#include "readahead.h"
+
+#define KiB 1024LL
+#define MiB (1024LL * 1024)
+#define POOL_MAX 4
+
+enum ra_state { E_INFLIGHT, E_READY, E_FAILED };
+
+struct ra_entry {
+	struct ra_entry *next, *prev;
+	struct ra_cache *c;
+	long long start, end;
+	enum ra_state state;
+	char *buf;
+	int refs;
+	bool linked;	 /* on the cache's list (findable) */
+	bool prefetched; /* made by read-ahead, not for a waiting reader */
+	bool touched;	 /* a reader used it */
+	bool consumed;	 /* a sequential reader went past its end */
+	unsigned long long used;
+	struct blob_result res;
+};
+
+struct ra_cache {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct ra_config cfg;
+	struct blob_engine *eng;
+	long long len;
+	struct pagemap pm;
+	struct ra_entry *head;
+	size_t bytes;
+	int inflight, pf_inflight;
+	unsigned long long tick;
+	struct ra_stats st;
+};
+
+/* ---- global memory ---- */
+
+static atomic_size_t g_bytes;
+static atomic_size_t g_cap = 128 * MiB;
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *pool[POOL_MAX];
+static int npool;
+static size_t pool_size;
+
+void ra_global_set_cap(size_t bytes)
+{
+	atomic_store(&g_cap, bytes);
+}
+
+size_t ra_global_bytes(void)
+{
+	return atomic_load(&g_bytes);
+}
+
+/* Chunk-sized buffers are recycled: a fresh 4 MiB mapping costs a page
+ * fault per page, which at GB/s is a noticeable share of the CPU. */
+static char *buf_get(size_t size)
+{
+	char *b = NULL;
+
+	pthread_mutex_lock(&pool_mu);
+	if (!pool_size)
+		pool_size = size;
+	if (size == pool_size && npool > 0)
+		b = pool[--npool];
+	pthread_mutex_unlock(&pool_mu);
+	if (!b)
+		b = malloc(size);
+	if (b)
+		atomic_fetch_add(&g_bytes, size);
+	return b;
+}
+
+static void buf_put(char *b, size_t size)
+{
+	if (!b)
+		return;
+	atomic_fetch_sub(&g_bytes, size);
+	pthread_mutex_lock(&pool_mu);
+	if (size == pool_size && npool < POOL_MAX) {
+		pool[npool++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&pool_mu);
+	free(b);
+}
+
+/* ---- policy ---- */
+
+static size_t align_up(size_t v, size_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+void ra_config_defaults(struct ra_config *cfg)
+{
+	if (!cfg->chunk)
+		cfg->chunk = 4 * MiB;
+	cfg->chunk = align_up(cfg->chunk, 512);
+	if (!cfg->window_max)
+		cfg->window_max = 64 * MiB;
+	if (cfg->window_max < cfg->chunk)
+		cfg->window_max = cfg->chunk;
+	if (!cfg->window_min)
+		cfg->window_min = 2 * cfg->chunk;
+	if (cfg->window_min > cfg->window_max)
+		cfg->window_min = cfg->window_max;
+	if (!cfg->unit)
+		cfg->unit = 64 * KiB;
+	cfg->unit = align_up(cfg->unit, 512);
+	if (cfg->parallel <= 0)
+		cfg->parallel = 8;
+}
+
+size_t ra_window_next(size_t cur, const struct ra_config *cfg)
+{
+	if (cur < cfg->window_min)
+		return cfg->window_min;
+	if (cur >= cfg->window_max / 2)
+		return cfg->window_max;
+	return cur * 2;
+}
+
+struct ra_stream *ra_stream_update(struct ra_streams *st,
+				   const struct ra_config *cfg, long long off,
+				   size_t size, bool *sequential)
+{
+	long long slack =
+	    cfg->chunk > (size_t)MiB ? (long long)cfg->chunk : MiB;
+	long long end = off + (long long)size;
+	struct ra_stream *s = NULL, *lru = &st->s[0];
+	long long chunk;
+
+	for (int i = 0; i < RA_STREAMS; i++) {
+		struct ra_stream *c = &st->s[i];
+
+		if (c->used && off >= c->next - slack &&
+		    off <= c->next + slack) {
+			s = c;
+			break;
+		}
+		if (c->used < lru->used)
+			lru = c;
+	}
+	if (!s) {
+		s = lru;
+		s->next = end;
+		s->window = cfg->window_min;
+		s->hits = 0;
+		s->chunk_at = off / (long long)cfg->chunk;
+		s->used = ++st->tick;
+		*sequential = false;
+		return s;
+	}
+	s->hits++;
+	if (end > s->next)
+		s->next = end;
+	s->used = ++st->tick;
+	chunk = (end - 1) / (long long)cfg->chunk;
+	if (chunk > s->chunk_at) {
+		s->chunk_at = chunk;
+		s->window = ra_window_next(s->window, cfg);
+	}
+	*sequential = true;
+	return s;
+}
+
+void ra_random_span(const struct ra_config *cfg, long long off, size_t size,
+		    long long len, long long *start, long long *end)
+{
+	long long u = (long long)cfg->unit;
+	long long s = off / u * u;
+	long long e = (off + (long long)size + u - 1) / u * u;
+
+	if (e > len)
+		e = len;
+	if (s > e)
+		s = e;
+	*start = s;
+	*end = e;
+}
+
+/* ---- cache ---- */
+
+struct ra_cache *ra_cache_new(const struct ra_config *cfg,
+			      struct blob_engine *eng, long long len)
+{
+	struct ra_cache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->cfg = *cfg;
+	ra_config_defaults(&c->cfg);
+	c->eng = eng;
+	c->len = len;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	pagemap_init(&c->pm, len, c->cfg.map_extents);
+	return c;
+}
+
+static void entry_unlink(struct ra_cache *c, struct ra_entry *e)
+{
+	if (!e->linked)
+		return;
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	e->next = e->prev = NULL;
+	e->linked = false;
+}
+
+static void entry_destroy(struct ra_cache *c, struct ra_entry *e)
+{
+	size_t n = (size_t)(e->end - e->start);
+
+	entry_unlink(c, e);
+	c->bytes -= n;
+	buf_put(e->buf, n);
+	free(e);
+}
+
+/* Drop a reference; an unlinked entry goes with its last one. */
+static void entry_release(struct ra_cache *c, struct ra_entry *e)
+{
+	if (--e->refs == 0 && !e->linked && e->state != E_INFLIGHT)
+		entry_destroy(c, e);
+}
+
+void ra_cache_free(struct ra_cache *c)
+{
+	struct ra_entry *e;
+
+	if (!c)
+		return;
+	blob_engine_cancel(c->eng, c);
+	pthread_mutex_lock(&c->mu);
+	while (c->inflight > 0)
+		pthread_cond_wait(&c->cv, &c->mu);
+	while ((e = c->head))
+		entry_destroy(c, e);
+	pthread_mutex_unlock(&c->mu);
+	pagemap_free(&c->pm);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
+static void entry_done(void *arg, const struct blob_result *res)
+{
+	struct ra_entry *e = arg;
+	struct ra_cache *c = e->c;
+
+	pthread_mutex_lock(&c->mu);
+	c->inflight--;
+	if (e->prefetched)
+		c->pf_inflight--;
+	if (res->status == BLOB_OK) {
+		e->state = E_READY;
+		c->st.fetched += (unsigned long long)(e->end - e->start);
+	} else {
+		e->state = E_FAILED;
+		e->res = *res;
+	}
+	if (!e->linked && e->refs == 0)
+		entry_destroy(c, e);
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The best entry covering off: ready, else in flight, else failed. */
+static struct ra_entry *find_entry(struct ra_cache *c, long long off)
+{
+	struct ra_entry *best = NULL;
+
+	for (struct ra_entry *e = c->head; e; e = e->next) {
+		if (off < e->start || off >= e->end)
+			continue;
+		if (e->state == E_READY)
+			return e;
+		if (!best || (best->state == E_FAILED && e->state != E_FAILED))
+			best = e;
+	}
+	return best;
+}
+
+static size_t cache_budget(const struct ra_cache *c)
+{
+	return c->cfg.window_max + 2 * c->cfg.chunk;
+}
+
+/* Untouched read-ahead nobody came for in this many reads is stale. */
+static bool entry_stale(const struct ra_cache *c, const struct ra_entry *e)
+{
+	unsigned long long limit = 4 * c->cfg.window_max / (64 * KiB);
+
+	return c->tick - e->used > limit;
+}
+
+/* Victim rank: lower goes first; -1 = not evictable now. */
+static int victim_rank(const struct ra_cache *c, const struct ra_entry *e,
+		       bool demand)
+{
+	if (e->refs || e->state == E_INFLIGHT)
+		return -1;
+	if (e->state == E_FAILED)
+		return 0;
+	if (e->consumed)
+		return 1;
+	if (e->touched || !e->prefetched)
+		return 2;
+	if (demand || entry_stale(c, e))
+		return 3;
+	return -1;
+}
+
+/* Make room for `need` bytes.  A demand read always proceeds (it may pass
+ * the budget by what the waiting readers hold); read-ahead only within
+ * the budgets.  Returns true when the allocation may go ahead. */
+static bool make_room(struct ra_cache *c, size_t need, bool demand)
+{
+	while (c->bytes + need > cache_budget(c) ||
+	       atomic_load(&g_bytes) + need > atomic_load(&g_cap)) {
+		struct ra_entry *v = NULL;
+		int vr = 99;
+
+		for (struct ra_entry *e = c->head; e; e = e->next) {
+			int r = victim_rank(c, e, demand);
+
+			if (r < 0)
+				continue;
+			if (r < vr || (r == vr && e->used < v->used)) {
+				v = e;
+				vr = r;
+			}
+		}
+		if (!v)
+			return demand;
+		entry_destroy(c, v);
+	}
+	return true;
+}
+
+static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
+				    long long s, long long e, bool prefetched,
+				    int *rc)
+{
+	struct ra_entry *n = calloc(1, sizeof(*n));
+
+	*rc = -ENOMEM;
+	if (!n)
+		return NULL;
+	n->buf = buf_get((size_t)(e - s));
+	if (!n->buf) {
+		free(n);
+		return NULL;
+	}
+	n->c = c;
+	n->start = s;
+	n->end = e;
+	n->state = E_INFLIGHT;
+	n->prefetched = prefetched;
+	n->used = c->tick;
+	*rc = blob_read_async(c->eng, src, s, (size_t)(e - s), c->len, n->buf,
+			      c, entry_done, n);
+	if (*rc) {
+		buf_put(n->buf, (size_t)(e - s));
+		free(n);
+		return NULL;
+	}
+	c->bytes += (size_t)(e - s);
+	n->linked = true;
+	n->next = c->head;
+	if (c->head)
+		c->head->prev = n;
+	c->head = n;
+	c->inflight++;
+	c->st.fetches++;
+	if (prefetched) {
+		c->pf_inflight++;
+		c->st.prefetches++;
+	}
+	return n;
+}
+
+/* End of the data to fetch in [s, ce): past the last data run in it (the
+ * page map may split it into runs; holes between them come along). */
+static long long data_end_within(struct ra_cache *c, long long s, long long ce)
+{
+	long long p = s, last = s, run;
+	int runs = 0;
+
+	while (p < ce && runs++ < 64) {
+		bool d = pagemap_is_data(&c->pm, p, &run);
+
+		if (run > ce)
+			run = ce;
+		if (d)
+			last = run;
+		p = run;
+	}
+	return p < ce ? ce : last;
+}
+
+/* A sequential reader at pos: the rest of pos's chunk. */
+static void chunk_span(struct ra_cache *c, long long pos, long long *s,
+		       long long *e)
+{
+	long long ch = (long long)c->cfg.chunk;
+	long long ce = (pos / ch + 1) * ch;
+
+	if (ce > c->len)
+		ce = c->len;
+	*s = pos / 512 * 512;
+	*e = data_end_within(c, *s, ce);
+}
+
+static void prefetch(struct ra_cache *c, struct blob_source *src,
+		     struct ra_stream *st)
+{
+	long long q = st->next, covered = 0, ch = (long long)c->cfg.chunk;
+	int steps = 0;
+
+	while (covered < (long long)st->window && q < c->len &&
+	       c->pf_inflight < c->cfg.parallel && steps++ < 4096) {
+		long long run, s, e, ce;
+		struct ra_entry *x;
+		int rc;
+
+		if (!pagemap_is_data(&c->pm, q, &run)) {
+			q = run;
+			continue;
+		}
+		x = find_entry(c, q);
+		if (x && x->state != E_FAILED) {
+			covered += x->end - q;
+			q = x->end;
+			continue;
+		}
+		ce = (q / ch + 1) * ch;
+		if (ce > c->len)
+			ce = c->len;
+		s = q / 512 * 512;
+		e = data_end_within(c, s, ce);
+		if (!make_room(c, (size_t)(e - s), false))
+			break;
+		if (!entry_fetch(c, src, s, e, true, &rc))
+			break;
+		covered += e - s;
+		q = e;
+	}
+}
+
+ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
+		struct blob_source *src, char *buf, size_t size, off_t off,
+		struct ra_fault *fault, struct rp_err *err)
+{
+	struct ra_stream *st;
+	long long pos, end;
+	bool seq;
+
+	if (off < 0)
+		return -EINVAL;
+	if (off >= c->len || !size)
+		return 0;
+	if ((long long)size > c->len - off)
+		size = (size_t)(c->len - off);
+	pos = off;
+	end = off + (long long)size;
+	pthread_mutex_lock(&c->mu);
+	st = ra_stream_update(streams, &c->cfg, off, size, &seq);
+	while (pos < end) {
+		struct ra_entry *e;
+		long long run, n;
+
+		if (!pagemap_is_data(&c->pm, pos, &run)) {
+			n = (run < end ? run : end) - pos;
+			c->st.hole_bytes += (unsigned long long)n;
+			pthread_mutex_unlock(&c->mu);
+			memset(buf + (pos - off), 0, (size_t)n);
+			pthread_mutex_lock(&c->mu);
+			pos += n;
+			continue;
+		}
+		e = find_entry(c, pos);
+		if (!e) {
+			long long s, x;
+			int rc;
+
+			if (seq)
+				chunk_span(c, pos, &s, &x);
+			else
+				ra_random_span(&c->cfg, pos,
+					       (size_t)(end - pos), c->len, &s,
+					       &x);
+			make_room(c, (size_t)(x - s), true);
+			e = entry_fetch(c, src, s, x, false, &rc);
+			if (!e) {
+				pthread_mutex_unlock(&c->mu);
+				rp_err_set(err, 0, "ReadFailed",
+					   "could not queue a blob read");
+				return rc;
+			}
+		}
+		e->refs++;
+		while (e->state == E_INFLIGHT)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (e->state == E_FAILED) {
+			struct blob_result res = e->res;
+			bool retry = e->prefetched;
+
+			entry_unlink(c, e);
+			entry_release(c, e);
+			if (retry)
+				continue; /* read-ahead failed: fetch it now */
+			pthread_mutex_unlock(&c->mu);
+			if (res.status == BLOB_EXPIRED ||
+			    res.status == BLOB_NEED_TOKEN) {
+				fault->res = res;
+				return -EKEYEXPIRED;
+			}
+			if (err)
+				*err = res.err;
+			return res.error ? res.error : -EIO;
+		}
+		n = (e->end < end ? e->end : end) - pos;
+		e->touched = true;
+		e->used = ++c->tick;
+		pthread_mutex_unlock(&c->mu);
+		memcpy(buf + (pos - off), e->buf + (pos - e->start), (size_t)n);
+		pthread_mutex_lock(&c->mu);
+		pos += n;
+		if (seq && pos >= e->end)
+			e->consumed = true;
+		entry_release(c, e);
+	}
+	if (seq)
+		prefetch(c, src, st);
+	pthread_mutex_unlock(&c->mu);
+	return (ssize_t)size;
+}
+
+/* ---- page map ---- */
+
+int ra_map_add(struct ra_cache *c, long long start, long long end)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	rc = pagemap_add(&c->pm, start, end);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+void ra_map_known(struct ra_cache *c, long long upto)
+{
+	pthread_mutex_lock(&c->mu);
+	pagemap_set_known(&c->pm, upto);
+	pthread_mutex_unlock(&c->mu);
+}
+
+bool ra_map_complete(struct ra_cache *c)
+{
+	bool done;
+
+	pthread_mutex_lock(&c->mu);
+	done = c->pm.known >= c->len;
+	pthread_mutex_unlock(&c->mu);
+	return done;
+}
+
+long long ra_map_allocated(struct ra_cache *c)
+{
+	long long a;
+
+	pthread_mutex_lock(&c->mu);
+	a = pagemap_allocated(&c->pm);
+	pthread_mutex_unlock(&c->mu);
+	return a;
+}
+
+off_t ra_seek(struct ra_cache *c, off_t off, int whence)
+{
+	long long r;
+
+	pthread_mutex_lock(&c->mu);
+	if (whence == SEEK_DATA)
+		r = pagemap_seek_data(&c->pm, off);
+	else if (whence == SEEK_HOLE)
+		r = pagemap_seek_hole(&c->pm, off);
+	else
+		r = -EINVAL;
+	pthread_mutex_unlock(&c->mu);
+	return (off_t)r;
+}
+
+void ra_cache_stats(struct ra_cache *c, struct ra_stats *out)
+{
+	pthread_mutex_lock(&c->mu);
+	*out = c->st;
+	pthread_mutex_unlock(&c->mu);
+}
