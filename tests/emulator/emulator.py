@@ -22,6 +22,12 @@ Trade-offs:
 - In --blob-base mode SAS URLs point at another server (e.g. nginx serving
   IMAGES/<stem>.vhd); that server does not check signatures, expiry or
   revocation, so only the emulator's own blob endpoint enforces them.
+- In --azurite mode SAS URLs are service SAS URLs (sv 2018-03-28, the
+  2015-04-05 string-to-sign, HMAC with the storage account key) for page
+  blobs in Microsoft's Azurite; the harness (azurite.py) uploads the blobs.
+  Azurite checks signature and expiry itself, but a service SAS without a
+  stored access policy cannot be revoked: endGetAccess only updates the
+  emulator's model, the URL keeps working until its `se`.
 """
 
 import argparse
@@ -56,6 +62,23 @@ COMPUTE_MIN = "2022-03-01"
 DISKRP_MIN = "2022-07-02"
 RESOURCES_MIN = "2021-04-01"
 SAS_VERSION = "2018-03-28"
+# Azurite's well-known development account (published by Microsoft; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURITE_CONTAINER = "rpfs-disks"
+
+
+def azurite_blob_name(img):
+    """Name of an image's page blob in Azurite (the harness uploads under it)."""
+    return img.stem + ".vhd"
+
+
+def service_sas_sig(key_b64, sp, st, se, canonical, sv=SAS_VERSION):
+    """Signature of a blob service SAS, string-to-sign of versions 2015-04-05 to
+    2018-03-28: sp, st, se, canonicalized resource (/blob/ACCOUNT/CONTAINER/BLOB),
+    si, sip, spr, sv, rscc, rscd, rsce, rscl, rsct, joined by newlines."""
+    msg = "\n".join([sp, st, se, canonical, "", "", "", sv, "", "", "", "", ""]).encode()
+    return base64.b64encode(hmac.new(base64.b64decode(key_b64), msg, hashlib.sha256).digest()).decode()
 
 DEFAULT_CONFIG = {
     "sas_lifetime": 3600,
@@ -206,6 +229,9 @@ class Emulator:
         self.identity_header = self.scenario.get("identity_header") or secrets.token_hex(16)
         self.sas_key = secrets.token_bytes(32)
         self.blob_base = args.blob_base.rstrip("/") if args.blob_base else None
+        self.azurite = args.azurite.rstrip("/") if getattr(args, "azurite", None) else None
+        self.azurite_account = getattr(args, "azurite_account", None) or AZURITE_ACCOUNT
+        self.azurite_key = os.environ.get("RPFS_AZURITE_KEY") or AZURITE_KEY
         self.tokens = {}
         self.faults = []
         self.faults_injected = 0
@@ -560,12 +586,23 @@ class Emulator:
                    if not g["revoked"] and g["expiry"] > t and (family is None or g["family"] == family))
 
     def sas_url(self, g):
+        if self.azurite:
+            return self.azurite_sas_url(g)
         path = "/blob/%s/%s" % (g["container"], g["blob"])
         st = iso_sas(g["start"])
         se = iso_sas(g["expiry"])
         sig = self.sign("r", st, se, path)
         q = urllib.parse.urlencode([("sv", SAS_VERSION), ("sr", "b"), ("sp", "r"), ("st", st), ("se", se), ("sig", sig)])
         return "%s%s?%s" % (self.blob_base or self.url, path, q)
+
+    def azurite_sas_url(self, g):
+        # Same blob for every grant of an image: Azurite cannot revoke, so a
+        # per-grant copy would buy nothing but upload time.
+        acct = self.azurite_account
+        st, se = iso_sas(g["start"]), iso_sas(g["expiry"])
+        sig = service_sas_sig(self.azurite_key, "r", st, se, "/blob/%s/%s/%s" % (acct, AZURITE_CONTAINER, g["az_blob"]))
+        q = urllib.parse.urlencode([("sv", SAS_VERSION), ("sr", "b"), ("sp", "r"), ("st", st), ("se", se), ("sig", sig)])
+        return "%s/%s/%s/%s?%s" % (self.azurite, acct, AZURITE_CONTAINER, g["az_blob"], q)
 
     def sign(self, sp, st, se, path):
         msg = "\n".join([sp, st, se, path, SAS_VERSION, "b"]).encode()
@@ -585,7 +622,7 @@ class Emulator:
         img = self.image(drp["disk"]["image"])
         g = {"container": secrets.token_hex(8), "blob": img.stem + ".vhd", "image": img.path, "start": t - 300,
              "expiry": math.ceil(t + duration), "revoked": False, "family": drp["family"], "drp": drp["id"],
-             "aad": drp["disk"]["aad"]}
+             "aad": drp["disk"]["aad"], "az_blob": azurite_blob_name(img)}
         self.grants[drp["id"].lower()] = g
         self.grant_by_container[g["container"]] = g
         return g
@@ -1648,7 +1685,13 @@ def main():
     ap.add_argument("--images")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--blob-base")
+    ap.add_argument("--azurite", metavar="URL",
+                    help="SAS URLs point at page blobs in this Azurite blob service (https://127.0.0.1:PORT); "
+                         "the account key comes from $RPFS_AZURITE_KEY, default the well-known development key")
+    ap.add_argument("--azurite-account", default=AZURITE_ACCOUNT)
     args = ap.parse_args()
+    if args.azurite and args.blob_base:
+        ap.error("--azurite and --blob-base exclude each other")
     emu = Emulator(args)
     ca, crt, key = make_certs(emu.state_dir)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -1657,6 +1700,13 @@ def main():
     srv = Server(("127.0.0.1", args.port), emu, ctx, logf)
     port = srv.server_address[1]
     emu.url = "https://127.0.0.1:%d" % port
+    if emu.azurite:
+        names = {}
+        for img in emu.images.values():
+            other = names.setdefault(azurite_blob_name(img), img.path)
+            if other != img.path:
+                sys.exit("emulator: --azurite: images %s and %s would share blob %s; rename one"
+                         % (other, img.path, azurite_blob_name(img)))
     if emu.blob_base:
         for img in list(emu.images.values()):
             img.write_vhd(os.path.join(emu.images_dir, img.stem + ".vhd"))
@@ -1664,7 +1714,11 @@ def main():
     ep = {"url": emu.url, "port": port, "ca": ca, "token": tok, "subscription": emu.sub, "tenant": emu.tenant,
           "client_id": emu.client_id, "client_secret": emu.client_secret, "identity_header": emu.identity_header,
           "images": emu.images_dir, "state_dir": emu.state_dir, "blob_base": emu.blob_base or emu.url,
-          "pid": os.getpid()}
+          "pid": os.getpid(), "blob_backend": "azurite" if emu.azurite else "emulator"}
+    if emu.azurite:
+        ep["blob_base"] = "%s/%s" % (emu.azurite, emu.azurite_account)
+        ep["azurite"] = {"url": emu.azurite, "account": emu.azurite_account, "container": AZURITE_CONTAINER,
+                         "blobs": {img.path: azurite_blob_name(img) for img in emu.images.values()}}
     path = os.path.join(emu.state_dir, "endpoint.json")
     with open(path + ".tmp", "w") as f:
         json.dump(ep, f, indent=2)

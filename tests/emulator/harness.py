@@ -7,6 +7,11 @@ its stderr goes to STATE_DIR/emulator.stderr so a failing test can show it.
 Images default to STATE_DIR/images; set RPFS_EMU_IMAGES or RPFS_IMAGE_CACHE
 (or pass images=) to
 share one built image cache between emulators.
+
+blob_backend="azurite" puts the SAS URLs' blobs in Microsoft's Azurite
+(azurite.py): certificates first (so Azurite can use the emulator's server
+certificate), then Azurite, then the emulator with --azurite URL, then the
+upload of every scenario image; stop() ends both processes.
 """
 
 import importlib.util
@@ -24,14 +29,24 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _emulator_module():
-    mod = sys.modules.get("rpfs_emulator_server")
+def _load(modname, filename):
+    # By path, so this works whether the harness was imported as `harness`
+    # or as `emulator.harness`.
+    mod = sys.modules.get(modname)
     if mod is None:
-        spec = importlib.util.spec_from_file_location("rpfs_emulator_server", os.path.join(HERE, "emulator.py"))
+        spec = importlib.util.spec_from_file_location(modname, os.path.join(HERE, filename))
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        sys.modules["rpfs_emulator_server"] = mod
+        sys.modules[modname] = mod
     return mod
+
+
+def _emulator_module():
+    return _load("rpfs_emulator_server", "emulator.py")
+
+
+def _azurite_module():
+    return _load("rpfs_emulator_azurite", "azurite.py")
 
 
 class EmulatorError(RuntimeError):
@@ -39,8 +54,11 @@ class EmulatorError(RuntimeError):
 
 
 class Emulator:
-    def __init__(self, proc, state_dir, endpoint):
+    def __init__(self, proc, state_dir, endpoint, azurite=None):
         self.proc = proc
+        self.azurite = azurite  # azurite.Azurite or None
+        self.blob_backend = endpoint.get("blob_backend", "emulator")
+        self.blob_base = endpoint.get("blob_base")
         self.state_dir = state_dir
         self.endpoint = endpoint
         for k in ("url", "port", "ca", "token", "subscription", "tenant", "client_id", "client_secret",
@@ -49,9 +67,14 @@ class Emulator:
         self._ctx = ssl.create_default_context(cafile=self.ca)
 
     @classmethod
-    def start(cls, tmpdir, scenario=None, images=None, port=0, blob_base=None, timeout=20.0):
+    def start(cls, tmpdir, scenario=None, images=None, port=0, blob_base=None, timeout=20.0,
+              blob_backend="emulator", extra_args=()):
+        if blob_backend not in ("emulator", "azurite"):
+            raise ValueError("blob_backend must be 'emulator' or 'azurite', not %r" % (blob_backend,))
         state_dir = os.path.abspath(str(tmpdir))
         os.makedirs(state_dir, exist_ok=True)
+        if blob_backend == "azurite":
+            return cls._start_azurite(state_dir, scenario, images, port, blob_base, timeout)
         images = images or os.environ.get("RPFS_EMU_IMAGES") or os.environ.get("RPFS_IMAGE_CACHE")
         cmd = [sys.executable if sys.executable else "/usr/bin/python3", os.path.join(HERE, "emulator.py"),
                "--state-dir", state_dir, "--port", str(port)]
@@ -61,6 +84,7 @@ class Emulator:
             cmd += ["--images", str(images)]
         if blob_base:
             cmd += ["--blob-base", blob_base]
+        cmd += list(extra_args)
         err = open(os.path.join(state_dir, "emulator.stderr"), "ab")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
         err.close()
@@ -84,6 +108,33 @@ class Emulator:
         with open(line[6:].decode().strip()) as f:
             endpoint = json.load(f)
         return cls(proc, state_dir, endpoint)
+
+    @classmethod
+    def _start_azurite(cls, state_dir, scenario, images, port, blob_base, timeout):
+        if blob_base:
+            raise ValueError("blob_base and blob_backend='azurite' exclude each other")
+        Azurite = _azurite_module().Azurite
+        _emu = _emulator_module()
+        _, crt, key = _emu.make_certs(state_dir)
+        az = Azurite.start(os.path.join(state_dir, "azurite"), crt, key)
+        emu = None
+        try:
+            emu = cls.start(state_dir, scenario, images, port, timeout=timeout,
+                            extra_args=["--azurite", az.url])
+            emu.azurite = az
+            info = emu.endpoint["azurite"]
+            imgs = [(_emu.Image(path), name) for path, name in sorted(info["blobs"].items())]
+            try:
+                az.upload_images(imgs, info["account"], _emu.AZURITE_KEY, info["container"], emu.ca)
+            finally:
+                for img, _ in imgs:
+                    os.close(img.fd)
+            return emu
+        except BaseException:
+            if emu is not None:
+                emu.stop()
+            az.stop()
+            raise
 
     def _call(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
@@ -145,6 +196,14 @@ class Emulator:
             os.close(img.fd)
 
     def stop(self):
+        """Stops the emulator and, in azurite mode, Azurite."""
+        try:
+            self._stop_emulator()
+        finally:
+            if self.azurite is not None:
+                self.azurite.stop()
+
+    def _stop_emulator(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
