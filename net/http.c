@@ -138,8 +138,11 @@ int http_global_init(const struct http_config *c)
 		cfg.connect_timeout_ms = c->connect_timeout_ms;
 	if (c->stall_timeout_s > 0)
 		cfg.stall_timeout_s = c->stall_timeout_s;
-	if (c->max_retries >= 0)
+	/* Zero fields mean "the default"; a negative max_retries means none. */
+	if (c->max_retries > 0)
 		cfg.max_retries = c->max_retries;
+	else if (c->max_retries < 0)
+		cfg.max_retries = 0;
 	if (c->max_retry_total_ms > 0)
 		cfg.max_retry_total_ms = c->max_retry_total_ms;
 	if (c->max_body > 0)

@@ -20,12 +20,13 @@
 
 #include "err.h"
 
+/* A zero field means "the default" below. */
 struct http_config {
 	const char *cafile;	 /* extra CA bundle, or NULL */
 	long connect_timeout_ms; /* default 10000 */
 	long stall_timeout_s; /* abort when < 1 byte/s for this long; default 30
 			       */
-	int max_retries;      /* default 6 */
+	int max_retries;      /* default 6; negative: no retries */
 	long
 	    max_retry_total_ms; /* give up retrying after this; default 60000 */
 	size_t max_body; /* cap on a buffered response body; default 16 MiB */
