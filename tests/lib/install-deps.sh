@@ -81,9 +81,13 @@ rpfs_install_node_deps()
 	   [ "$dir/node_modules" -nt "$dir/package.json" ]; then
 		return 0
 	fi
-	echo "rpfs: npm install in $dir"
-	(cd "$dir" && npm install --no-audit --no-fund --loglevel=error) &&
-		touch "$dir/node_modules"
+	echo "rpfs: npm packages in $dir"
+	if [ -f "$dir/package-lock.json" ]; then
+		# Exactly the versions of the lock file.
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+	else
+		(cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
+	fi && touch "$dir/node_modules"
 }
 
 rpfs_ensure_fuse()
