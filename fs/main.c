@@ -15,7 +15,10 @@
  * reverse order of creation.
  */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stddef.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,10 +67,14 @@ enum {
 	MAIN_KEY_VERSION,
 };
 
-/* One string option in its three spellings. */
+/*
+ * One string option in its three spellings.  fuse_opt applies every
+ * matching template in order, and "--name %s" also matches "--name=V"
+ * (with "=V" as value), so the "=" template must come after it to win.
+ */
 #define MAIN_STR(name, field)                                                  \
-	{"--" name "=%s", offsetof(struct main_opts, field), 0},               \
-	    {"--" name " %s", offsetof(struct main_opts, field), 0},           \
+	{"--" name " %s", offsetof(struct main_opts, field), 0},               \
+	    {"--" name "=%s", offsetof(struct main_opts, field), 0},           \
 	{                                                                      \
 		name "=%s", offsetof(struct main_opts, field), 0               \
 	}
@@ -170,18 +177,20 @@ static void main_usage(const char *prog)
 	    prog);
 }
 
-/* Parse a number in [min, max]; returns 0 or -1 after a message. */
+/* Parse a number in [min, max] (a whole one when integer); returns 0 or
+ * -1 after a message. */
 static int main_number(const char *name, const char *s, double min, double max,
-		       double *out)
+		       bool integer, double *out)
 {
 	char *end;
 	double v;
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "rpfs: bad %s '%s' (want %g..%g)\n", name, s,
-			min, max);
+	if (errno || end == s || *end || isnan(v) || !(v >= min && v <= max) ||
+	    (integer && v != (double)(long long)v)) {
+		fprintf(stderr, "rpfs: bad %s '%s' (want %s %g..%g)\n", name, s,
+			integer ? "a whole number" : "a number", min, max);
 		return -1;
 	}
 	*out = v;
@@ -210,12 +219,12 @@ static int main_tuning(const struct main_opts *o, bool debug,
 	    .use_pagelist = true,
 	};
 	if (o->cache_timeout && main_number("cache_timeout", o->cache_timeout,
-					    0, 86400, &t->cache_timeout))
+					    0, 86400, false, &t->cache_timeout))
 		return -1;
 #define MAIN_NUM(field, name, lo, hi, dst, type)                               \
 	do {                                                                   \
 		if (o->field) {                                                \
-			if (main_number(name, o->field, lo, hi, &v))           \
+			if (main_number(name, o->field, lo, hi, true, &v))     \
 				return -1;                                     \
 			dst = (type)v;                                         \
 		}                                                              \
@@ -344,7 +353,9 @@ static int main_run(struct fuse *fuse, const struct fuse_cmdline_opts *cmd)
 	struct fuse_session *se = fuse_get_session(fuse);
 	struct fuse_loop_config lcfg = {
 	    .clone_fd = cmd->clone_fd,
-	    .max_idle_threads = cmd->max_idle_threads,
+	    /* UINT_MAX means "unset" in the command line parser */
+	    .max_idle_threads =
+		cmd->max_idle_threads == UINT_MAX ? 10 : cmd->max_idle_threads,
 	};
 	int rc;
 
@@ -392,6 +403,13 @@ int main(int argc, char *argv[])
 	if (!o.subscription || !*o.subscription) {
 		fprintf(stderr, "rpfs: no subscription: give --subscription "
 				"or set AZURE_SUBSCRIPTION_ID (see --help)\n");
+		goto out;
+	}
+	if (o.endpoint && strncasecmp(o.endpoint, "https://", 8) != 0) {
+		fprintf(stderr,
+			"rpfs: endpoint '%s' is not https:// (the token must "
+			"never travel in the clear)\n",
+			o.endpoint);
 		goto out;
 	}
 	if (fuse_parse_cmdline(&args, &cmd) != 0)

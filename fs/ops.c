@@ -34,9 +34,18 @@ struct ops_ctx *ops_ctx(void)
 	return fuse_get_context()->private_data;
 }
 
+/* Operations for which "no such name" is an answer, not a failure. */
+static bool ops_is_lookup(const char *op)
+{
+	return strcmp(op, "stat") == 0 || strcmp(op, "access") == 0 ||
+	       strcmp(op, "getxattr") == 0 || strcmp(op, "listxattr") == 0;
+}
+
 int ops_fail(const char *op, const char *path, int rc, const struct rp_err *err)
 {
-	if (err && (err->http_status || err->code[0]))
+	if (rc == -ENOENT && ops_is_lookup(op))
+		log_debug("%s %s: %s", op, path, strerror(-rc));
+	else if (err && (err->http_status || err->code[0]))
 		log_warn("%s %s: %s (%s%s%s, HTTP %d)", op, path, strerror(-rc),
 			 err->code[0] ? err->code : "no code",
 			 err->message[0] ? ": " : "", err->message,

@@ -49,8 +49,11 @@ struct ops_handle {
 	char *buf;		  /* metadata files: content, or write buffer */
 	size_t len;
 	size_t cap;
-	bool writable; /* opened for writing: applied on flush/release */
-	bool dirty;    /* something to apply */
+	bool writable;	/* opened for writing */
+	bool dirty;	/* data written since the last apply: flush applies */
+	bool truncated; /* O_TRUNC or truncate, not applied yet: release
+			   applies (so `: > tags` clears the tags) */
+	bool bad;	/* a write was refused: nothing is applied */
 	struct tree_path p;
 	char *path;
 };
@@ -100,6 +103,10 @@ int ops_open_write(struct ops_ctx *ctx, const char *path,
 int ops_write(const char *path, const char *buf, size_t size, off_t off,
 	      struct fuse_file_info *fi);
 int ops_truncate(const char *path, off_t size, struct fuse_file_info *fi);
+/* Check the complete lines of what is being written to file f (all of
+ * buf when final); -EINVAL with why filled when malformed. */
+int ops_check(enum tree_file f, const char *buf, size_t len, bool final,
+	      char *why, size_t whylen);
 /* Apply the content written to a metadata file (tags, exclude_disks,
  * location, source).  Returns 0 or -errno (already logged). */
 int ops_apply(const char *path, const struct tree_path *p, const char *buf,

@@ -332,13 +332,25 @@ int ops_read(const char *path, char *buf, size_t size, off_t off,
 	return (int)size;
 }
 
-/* Apply a written handle once; later flushes of its descriptors are
- * no-ops unless more was written. */
-static int ops_commit(struct ops_handle *h)
+/*
+ * Apply a written handle.  flush applies what was written since the last
+ * apply (so close(2) returns Azure's verdict); release also applies a
+ * bare truncation (`: > tags`).  A handle with a refused write applies
+ * nothing: the file keeps its old content.
+ */
+static int ops_commit(struct ops_handle *h, bool releasing)
 {
-	if (!h->writable || !h->dirty)
+	bool go;
+
+	if (!h->writable)
+		return 0;
+	if (h->bad)
+		return releasing ? 0 : -EINVAL;
+	go = h->dirty || (releasing && h->truncated);
+	if (!go)
 		return 0;
 	h->dirty = false;
+	h->truncated = false;
 	return ops_apply(h->path, &h->p, h->buf ? h->buf : "", h->len);
 }
 
@@ -346,7 +358,7 @@ int ops_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct ops_handle *h = (struct ops_handle *)(uintptr_t)fi->fh;
 
-	return h ? ops_commit(h) : 0;
+	return h ? ops_commit(h, false) : 0;
 }
 
 int ops_release(const char *path, struct fuse_file_info *fi)
@@ -354,7 +366,7 @@ int ops_release(const char *path, struct fuse_file_info *fi)
 	struct ops_handle *h = (struct ops_handle *)(uintptr_t)fi->fh;
 
 	if (h)
-		(void)ops_commit(h); /* errors were logged; close can't fail */
+		(void)ops_commit(h, true); /* logged; close can't fail here */
 	ops_handle_free(h);
 	fi->fh = 0;
 	return 0;

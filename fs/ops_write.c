@@ -55,7 +55,7 @@ int ops_open_write(struct ops_ctx *ctx, const char *path,
 		return -ENOMEM;
 	h->writable = true;
 	if (fi->flags & O_TRUNC) {
-		h->dirty = true;
+		h->truncated = true;
 	} else {
 		rc = ops_file_content(n, &h->buf, &h->len);
 		if (rc) {
@@ -96,15 +96,25 @@ static void ops_set_len(struct ops_handle *h, size_t len)
 	h->buf[len] = '\0';
 }
 
+/* Single-line files take effect as soon as their line is complete. */
+static bool ops_eager(const struct ops_handle *h)
+{
+	return (h->p.file == TREE_F_SOURCE || h->p.file == TREE_F_LOCATION) &&
+	       h->len > 0 && h->buf[h->len - 1] == '\n';
+}
+
 int ops_write(const char *path, const char *buf, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
 	struct ops_handle *h = (struct ops_handle *)(uintptr_t)fi->fh;
+	char why[200];
 	int rc;
 
 	if (!h || !h->writable)
 		return -EBADF;
 	if (off < 0)
+		return -EINVAL;
+	if (h->bad)
 		return -EINVAL;
 	rc = ops_reserve(h, (size_t)off + size);
 	if (rc)
@@ -117,6 +127,22 @@ int ops_write(const char *path, const char *buf, size_t size, off_t off,
 		h->len = (size_t)off + size;
 	h->buf[h->len] = '\0';
 	h->dirty = true;
+	/* Refuse malformed lines now: shells report write errors, not close
+	 * errors, and nothing must be applied from a malformed file. */
+	rc = ops_check(h->p.file, h->buf, h->len, false, why, sizeof(why));
+	if (rc) {
+		h->bad = true;
+		return ops_refuse("write", path, rc, why);
+	}
+	if (ops_eager(h)) {
+		h->dirty = false;
+		h->truncated = false;
+		rc = ops_apply(path, &h->p, h->buf, h->len);
+		if (rc) {
+			h->bad = true;
+			return rc;
+		}
+	}
 	return (int)size;
 }
 
@@ -140,7 +166,7 @@ int ops_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		if (rc)
 			return rc;
 		ops_set_len(h, (size_t)size);
-		h->dirty = true;
+		h->truncated = true;
 		return 0;
 	}
 	/* truncate(2) by path: apply the shortened content at once. */
@@ -397,6 +423,62 @@ static int ops_apply_exclude(const char *path, const struct tree_path *p,
 	}
 	names_list_free(names, n);
 	free(value);
+	return rc;
+}
+
+int ops_check(enum tree_file f, const char *buf, size_t len, bool final,
+	      char *why, size_t whylen)
+{
+	struct az_tag *tags = NULL;
+	char **names = NULL, *text;
+	size_t n = 0;
+	int rc = 0;
+
+	if (!final) {
+		/* Only complete lines: the rest may still be coming. */
+		while (len > 0 && buf[len - 1] != '\n')
+			len--;
+		if (len == 0)
+			return 0;
+	}
+	switch (f) {
+	case TREE_F_TAGS:
+		rc = tags_parse(buf, len, &tags, &n, why, whylen);
+		tags_free(tags, n);
+		break;
+	case TREE_F_EXCLUDE:
+		rc = tags_parse_exclude(buf, len, &names, &n, why, whylen);
+		names_list_free(names, n);
+		break;
+	case TREE_F_SOURCE:
+	case TREE_F_LOCATION:
+		text = ops_trim(buf, len);
+		if (!text)
+			return -ENOMEM;
+		if (strchr(text, '\n')) {
+			snprintf(why, whylen, "one line expected");
+			rc = -EINVAL;
+		} else if (f == TREE_F_LOCATION && *text &&
+			   !names_valid_location(text)) {
+			snprintf(why, whylen,
+				 "a region name is letters and digits, e.g. "
+				 "eastus");
+			rc = -EINVAL;
+		} else if (f == TREE_F_SOURCE && !*text) {
+			snprintf(why, whylen, "empty source");
+			rc = -EINVAL;
+		} else if (f == TREE_F_SOURCE && text[0] != '/' &&
+			   !names_valid_vm(text)) {
+			snprintf(why, whylen,
+				 "not a valid VM name (or an id starting "
+				 "with /subscriptions/)");
+			rc = -EINVAL;
+		}
+		free(text);
+		break;
+	default:
+		break;
+	}
 	return rc;
 }
 

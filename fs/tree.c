@@ -3,8 +3,9 @@
  *
  * Parsing is pure.  Resolution asks the cache, and so Azure, for as
  * little as the question needs: whether a group or collection exists is
- * answered from the lists when they are fresh, so `ls -l` of a group costs
- * no request per collection; whatever lies inside a collection comes from
+ * answered from the lists (cached like everything else), so `ls -l` of a
+ * group costs no request per collection and probing absent names costs
+ * nothing while the list is fresh; whatever lies inside a collection comes from
  * that collection's snapshot (one GET with $expand=restorePoints).  Names
  * of groups, collections and restore points match case-insensitively,
  * like Azure's; fixed file names and disk file names match exactly first.
@@ -185,11 +186,13 @@ static int tree_resolve_group(struct cache *cache, struct tree_node *n,
 	return -ENOENT;
 }
 
-/* The collection from the fresh list, or -EAGAIN when the list is not
- * fresh (no request is made). */
-static int tree_coll_from_list(struct cache *cache, struct tree_node *n)
+/* The collection from the list (fetched when not fresh), so that probing
+ * absent names (shells and tools do it all the time) costs no request
+ * each. */
+static int tree_coll_from_list(struct cache *cache, struct tree_node *n,
+			       struct rp_err *err)
 {
-	int rc = cache_colls(cache, CACHE_PEEK, &n->colls, NULL);
+	int rc = cache_colls(cache, CACHE_FETCH, &n->colls, err);
 
 	if (rc)
 		return rc;
@@ -253,12 +256,8 @@ static int tree_resolve_inside(struct cache *cache, struct tree_node *n,
 			return 0;
 		return -ENOENT;
 	}
-	if (n->p.kind == TREE_COLL && need == TREE_NEED_EXIST) {
-		rc = tree_coll_from_list(cache, n);
-		if (rc != -EAGAIN)
-			return rc;
-		/* No fresh list: one GET of the collection is cheaper. */
-	}
+	if (n->p.kind == TREE_COLL && need == TREE_NEED_EXIST)
+		return tree_coll_from_list(cache, n, err);
 	rc = cache_coll(cache, n->p.group, n->p.coll, CACHE_FETCH, &n->snap,
 			err);
 	if (rc)
