@@ -274,7 +274,8 @@ void ra_cache_free(struct ra_cache *c)
 
 	if (!c)
 		return;
-	blob_engine_cancel(c->eng, c);
+	if (c->eng)
+		blob_engine_cancel(c->eng, c);
 	pthread_mutex_lock(&c->mu);
 	while (c->inflight > 0)
 		pthread_cond_wait(&c->cv, &c->mu);
