@@ -117,13 +117,15 @@ def images_dir():
 
 @pytest.fixture
 def start_emulator(tmp_path, images_dir):
-    """Factory: start_emulator(scenario=None) -> a started Emulator."""
+    """Factory: start_emulator(scenario=None, blob_backend="emulator")
+    -> a started Emulator ("azurite": SAS URLs point into Azurite)."""
     Emulator = _emulator_class()
     started = []
 
-    def start(scenario=None):
+    def start(scenario=None, blob_backend="emulator"):
         d = tmp_path / ("emu" if not started else "emu%d" % len(started))
-        emu = Emulator.start(d, scenario=scenario, images=images_dir)
+        emu = Emulator.start(d, scenario=scenario, images=images_dir,
+                             blob_backend=blob_backend)
         started.append(emu)
         return emu
 
@@ -139,9 +141,21 @@ def start_emulator(tmp_path, images_dir):
 
 
 @pytest.fixture
-def emulator(start_emulator):
-    """The default scenario (rg-prod/vm1, coll1/rp1, rg-dr, rg-other)."""
+def emulator(request, start_emulator):
+    """The default scenario (rg-prod/vm1, coll1/rp1, rg-dr, rg-other).
+    In a test that also uses emulator_any, it is that emulator."""
+    if "emulator_any" in request.fixturenames:
+        return request.getfixturevalue("emulator_any")
     return start_emulator()
+
+
+@pytest.fixture(params=["emulator", "azurite"])
+def emulator_any(request, start_emulator):
+    """The default scenario, once with blobs served by the emulator itself
+    and once by Azurite (SAS URLs into Microsoft's storage emulator; the
+    emulator's blob faults, stats and revocation do not apply there).
+    rpfs mounts against it by default."""
+    return start_emulator(blob_backend=request.param)
 
 
 # ---------------------------------------------------------------- mounts
