@@ -261,8 +261,11 @@ int arm_send(struct arm *a, const char *method, const char *url,
 	char safe[512];
 	int rc;
 
+	/* resp is always freeable on return, even when no request went out. */
+	memset(resp, 0, sizeof(*resp));
+	resp->content_length = -1;
+	resp->retry_after_ms = -1;
 	if (!same_origin(a, url)) {
-		memset(resp, 0, sizeof(*resp));
 		log_redact_url(url, safe, sizeof(safe));
 		log_error("refusing to send credentials to %s: not the "
 			  "Resource Manager endpoint",

@@ -632,6 +632,70 @@ static void test_operation_wait_is_bounded(struct arm *arm)
 	http_response_free(&rs);
 }
 
+static void h_imds(const struct req *rq, struct reply *rp)
+{
+	CHECK(strncmp(rq->target, "/metadata/identity/oauth2/token?", 32) == 0);
+	CHECK(strstr(rq->target, "resource=https%3A%2F%2Fmanagement.azure.com"
+				 "%2F") != NULL);
+	reply_json(rp, 200,
+		   "{\"access_token\":\"imds-token\",\"expires_on\":"
+		   "\"4102444800\",\"expires_in\":\"3599\"}");
+}
+
+static void test_instance_metadata_never_goes_through_a_proxy(void)
+{
+	struct auth_config ac = {.kind = AUTH_MANAGED_IDENTITY};
+	struct auth *a = auth_new(&ac);
+	struct secret t = {0};
+	char url[128];
+	struct http_request rq = {
+	    .method = "GET", .url = url, .no_retry = true};
+	struct http_response rs;
+
+	/* A proxy that does not exist: anything sent through it fails. */
+	setenv("http_proxy", "http://127.0.0.1:1", 1);
+	setenv("RPFS_IMDS_ENDPOINT", base, 1);
+	unsetenv("IDENTITY_ENDPOINT");
+	unsetenv("no_proxy");
+	unsetenv("NO_PROXY");
+	use(h_imds);
+	CHECK_INT(auth_token(a, AUTH_RESOURCE_ARM, &t, NULL), 0);
+	CHECK_STR(secret_value(&t), "imds-token");
+	CHECK_INT(requests(), 1);
+	/* Control: an ordinary request does honour the proxy variable. */
+	snprintf(url, sizeof(url), "%s/x", base);
+	CHECK(http_do(&rq, &rs, NULL) != 0);
+	http_response_free(&rs);
+	unsetenv("http_proxy");
+	unsetenv("RPFS_IMDS_ENDPOINT");
+	secret_clear(&t);
+	auth_free(a);
+}
+
+static void test_no_credentials_fail_cleanly_before_any_request(void)
+{
+	struct auth_config ac = {.kind = AUTH_TOKEN_FILE,
+				 .token_file = "/nonexistent/rpfs-token"};
+	struct auth *a = auth_new(&ac);
+	struct arm *arm = arm_new(base, a);
+	char url[128];
+	json_object *o = NULL;
+	struct http_response rs;
+	struct rp_err e;
+
+	snprintf(url, sizeof(url), "%s/subscriptions/s?api-version=1", base);
+	use(h_404);
+	rp_err_clear(&e);
+	CHECK_INT(arm_get_json(arm, url, &o, &e), -EACCES);
+	CHECK_NULL(o);
+	CHECK(strstr(e.message, "/nonexistent/rpfs-token") != NULL);
+	CHECK_INT(arm_call(arm, "DELETE", url, NULL, &rs, NULL), -EACCES);
+	http_response_free(&rs); /* always freeable */
+	CHECK_INT(requests(), 0);
+	arm_free(arm);
+	auth_free(a);
+}
+
 /* ---- az: grants, idempotent PUT, errors ---- */
 
 #define DRP_ID                                                                 \
@@ -885,6 +949,8 @@ int main(void)
 	test_grant_access_finds_the_sas(az);
 	test_restore_point_put_is_idempotent(az);
 	test_az_errors_and_lists(az);
+	test_no_credentials_fail_cleanly_before_any_request();
+	test_instance_metadata_never_goes_through_a_proxy();
 
 	az_free(az);
 	arm_free(arm);
