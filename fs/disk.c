@@ -612,10 +612,12 @@ struct disk_mgr *disk_mgr_new(struct az *az, const struct disk_config *cfg)
 		m->cfg.linger_ms = 2000;
 	m->ra.chunk = m->cfg.chunk_size;
 	m->ra.window_max = m->cfg.readahead_max;
+	m->ra.off = m->cfg.readahead_max == 0; /* readahead=0: none */
 	m->ra.parallel = m->cfg.max_parallel;
 	ra_config_defaults(&m->ra);
-	ra_global_set_cap(m->cfg.cache_max ? m->cfg.cache_max
-					   : 2 * m->ra.window_max);
+	ra_global_set_cap(m->cfg.cache_max
+			      ? m->cfg.cache_max
+			      : 2 * (m->ra.window_max + 2 * m->ra.chunk));
 	ec.max_connections = 4 * m->ra.parallel + 8;
 	ec.stall_timeout_s = m->cfg.stall_timeout_s;
 	m->eng = blob_engine_new(&ec);

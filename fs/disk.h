@@ -27,7 +27,7 @@ struct disk_config {
 			  2000 */
 	size_t chunk_size;    /* bytes per ranged GET; default 4 MiB */
 	size_t readahead_max; /* largest read-ahead window per disk, bytes;
-				 default 64 MiB */
+				 default 64 MiB; 0: no read-ahead */
 	int max_parallel;     /* ranges in flight per disk; default 8 */
 	bool use_pagelist;    /* fetch page ranges for holes; default true */
 	/* Added by the streaming module; zero means the default. */

@@ -463,6 +463,8 @@ static void prefetch(struct ra_cache *c, struct blob_source *src,
 	long long q = st->next, covered = 0, ch = (long long)c->cfg.chunk;
 	int steps = 0;
 
+	if (c->cfg.off)
+		return;
 	while (covered < (long long)st->window && q < c->len &&
 	       c->pf_inflight < c->cfg.parallel && steps++ < 4096) {
 		long long run, s, e, ce;

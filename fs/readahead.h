@@ -30,6 +30,7 @@ struct ra_config {
 	size_t window_max;  /* largest window; 64 MiB */
 	size_t unit;	    /* random reads fetch this alignment; 64 KiB */
 	int parallel;	    /* read-ahead fetches in flight; 8 */
+	bool off;	    /* no read-ahead at all (readahead=0) */
 	size_t map_extents; /* page map cap; 0 = default */
 };
 

@@ -380,7 +380,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 		    n - v >= 6 && strncasecmp(p + v, "Bearer", 6) == 0;
 	} else if (hdr_is(p, n, "Retry-After", &v)) {
 		hdr_copy(tmp, sizeof(tmp), p + v, n - v);
-		x->retry_after_ms = blob_parse_retry_after(tmp, time(NULL));
+		x->retry_after_ms = http_parse_retry_after(tmp, time(NULL));
 	} else if (hdr_is(p, n, "Content-Length", &v)) {
 		hdr_copy(tmp, sizeof(tmp), p + v, n - v);
 		x->content_length = parse_length(tmp);

@@ -48,12 +48,6 @@ int blob_parse_content_range(const char *value, long long *start,
 int blob_sas_expiry(const char *sas_url, time_t *out);
 
 /*
- * Parse Retry-After (delta seconds or an HTTP-date) into milliseconds from
- * now, capped at 10 minutes.  Returns -1 when absent or unparsable.
- */
-long blob_parse_retry_after(const char *value, time_t now);
-
-/*
  * Streaming parser of a Get Page Ranges answer (<PageList>) built on expat.
  * Every <PageRange> is checked (Start/End decimal, 512-aligned, End >=
  * Start, ascending and non-overlapping), clipped to [win_start, win_end)

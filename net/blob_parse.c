@@ -1,6 +1,6 @@
 /*
  * blob_parse.c -- the parts of blob.h that need no network: Content-Range,
- * the SAS expiry, Retry-After, and the XML of Get Page Ranges and Storage
+ * the SAS expiry, and the XML of Get Page Ranges and Storage
  * errors.  Kept apart from the engine so that unit tests (and fuzzers) can
  * drive them alone.
  *
@@ -188,31 +188,6 @@ int blob_sas_expiry(const char *sas_url, time_t *out)
 		p = stop + 1;
 	}
 	return rc;
-}
-
-long blob_parse_retry_after(const char *value, time_t now)
-{
-	const long cap = 600000;
-	long long secs;
-	size_t n;
-	time_t t;
-
-	if (!value)
-		return -1;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	n = span_digits(value);
-	if (n && (value[n] == 0 || isspace((unsigned char)value[n]))) {
-		if (parse_ll(value, n, &secs))
-			return cap;
-		return secs > cap / 1000 ? cap : (long)secs * 1000;
-	}
-	t = curl_getdate(value, NULL);
-	if (t == (time_t)-1)
-		return -1;
-	if (t <= now)
-		return 0;
-	return t - now > cap / 1000 ? cap : (long)(t - now) * 1000;
 }
 
 /* ---- Get Page Ranges ---- */

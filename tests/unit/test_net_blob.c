@@ -1,6 +1,6 @@
 /*
  * test_net_blob.c -- what the blob reader believes about a server's
- * answers: Content-Range, the SAS expiry, Retry-After, Get Page Ranges
+ * answers: Content-Range, the SAS expiry, Get Page Ranges
  * XML (well-formed, split anywhere, continued with NextMarker, malformed
  * or hostile), and Storage error bodies.  Each case is a way a reply
  * could make a disk read wrong if it were trusted blindly.
@@ -83,21 +83,6 @@ static void test_sas_expiry_is_read_from_se(void)
 		  -EINVAL);
 	CHECK_INT(blob_sas_expiry("https://h/b?se=2024-01-01%00T00:00Z", &t),
 		  -EINVAL);
-}
-
-static void test_retry_after_seconds_and_dates(void)
-{
-	time_t now = 1700000000;
-
-	CHECK_INT(blob_parse_retry_after("3", now), 3000);
-	CHECK_INT(blob_parse_retry_after(" 0 ", now), 0);
-	CHECK_INT(blob_parse_retry_after("100000", now), 600000); /* capped */
-	CHECK_INT(blob_parse_retry_after("Tue, 14 Nov 2023 22:13:25 GMT", now),
-		  5000);
-	CHECK_INT(blob_parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now),
-		  0); /* in the past */
-	CHECK_INT(blob_parse_retry_after("soon", now), -1);
-	CHECK_INT(blob_parse_retry_after(NULL, now), -1);
 }
 
 /* Collects ranges for the page-list tests. */
@@ -305,7 +290,6 @@ int main(void)
 {
 	test_content_range_exact_or_rejected();
 	test_sas_expiry_is_read_from_se();
-	test_retry_after_seconds_and_dates();
 	test_page_list_ranges_become_half_open();
 	test_page_list_split_at_every_byte();
 	test_page_list_clipped_to_the_window();
