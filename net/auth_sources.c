@@ -1,8 +1,11 @@
 /*
  * auth_sources.c -- where tokens come from: a token file, the environment
- * (service principal with a client secret), managed identity (App Service
+ * (see auth_env.c), managed identity (App Service
  * style IDENTITY_ENDPOINT, or the instance metadata endpoint), and the
  * Azure CLI.  Plus the parsers of their answers.
+ *
+ * The environment source (client secret or certificate) is in auth_env.c,
+ * the only part that needs libcrypto.
  *
  * Stateless: auth.c caches and locks.  Every token is checked to be
  * printable ASCII without spaces before use, because it ends up in an HTTP
@@ -302,8 +305,8 @@ int auth_src_file(const char *path, struct secret *tok, time_t *exp,
 }
 
 /* GET or POST a token endpoint; parse its answer. */
-static int token_request(const struct http_request *req, const char *what,
-			 struct secret *tok, time_t *exp, struct rp_err *err)
+int auth_token_request(const struct http_request *req, const char *what,
+		       struct secret *tok, time_t *exp, struct rp_err *err)
 {
 	struct http_response resp;
 	int rc;
@@ -331,7 +334,7 @@ static int token_request(const struct http_request *req, const char *what,
 	return rc;
 }
 
-static char *escape(const char *s)
+char *auth_escape(const char *s)
 {
 	char *e = curl_easy_escape(NULL, s, 0);
 	char *copy;
@@ -344,96 +347,6 @@ static char *escape(const char *s)
 	return copy;
 }
 
-char *auth_scope_for(const char *resource)
-{
-	char *out;
-
-	if (strcmp(resource, AUTH_RESOURCE_DISK) == 0)
-		return strdup("https://disk.azure.com//.default");
-	if (asprintf(&out, "%s%s.default", resource,
-		     resource[0] && resource[strlen(resource) - 1] == '/'
-			 ? ""
-			 : "/") < 0)
-		return NULL;
-	return out;
-}
-
-static const char *authority_host(char *buf, size_t len)
-{
-	const char *h = getenv("AZURE_AUTHORITY_HOST");
-	size_t n;
-
-	if (!h || !*h)
-		h = "https://login.microsoftonline.com";
-	snprintf(buf, len, "%s%s", strstr(h, "://") ? "" : "https://", h);
-	n = strlen(buf);
-	while (n && buf[n - 1] == '/')
-		buf[--n] = '\0';
-	return buf;
-}
-
-int auth_src_env(const char *resource, struct secret *tok, time_t *exp,
-		 struct rp_err *err)
-{
-	const char *tenant = getenv("AZURE_TENANT_ID");
-	const char *client = getenv("AZURE_CLIENT_ID");
-	const char *secret = getenv("AZURE_CLIENT_SECRET");
-	const char *cert = getenv("AZURE_CLIENT_CERTIFICATE_PATH");
-	char host[512], *url = NULL, *body = NULL;
-	char *etenant = NULL, *eclient = NULL, *esecret = NULL, *escope = NULL;
-	char *scope = NULL;
-	const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded",
-			      "Accept: application/json", NULL};
-	struct http_request req = {.method = "POST", .headers = hdrs};
-	int rc = -ENOMEM;
-
-	if (!tenant || !*tenant || !client || !*client ||
-	    ((!secret || !*secret) && (!cert || !*cert))) {
-		rp_err_set(err, 0, "NoEnvironmentCredentials",
-			   "AZURE_TENANT_ID, AZURE_CLIENT_ID and "
-			   "AZURE_CLIENT_SECRET are not all set");
-		return -ENOENT;
-	}
-	if (!secret || !*secret) {
-		rp_err_set(err, 0, "CertificateUnsupported",
-			   "AZURE_CLIENT_CERTIFICATE_PATH is not supported by "
-			   "this build; use AZURE_CLIENT_SECRET");
-		return -EACCES;
-	}
-	scope = auth_scope_for(resource);
-	etenant = escape(tenant);
-	eclient = escape(client);
-	esecret = escape(secret);
-	escope = scope ? escape(scope) : NULL;
-	if (!etenant || !eclient || !esecret || !escope)
-		goto out;
-	if (asprintf(&url, "%s/%s/oauth2/v2.0/token",
-		     authority_host(host, sizeof(host)), etenant) < 0) {
-		url = NULL;
-		goto out;
-	}
-	if (asprintf(&body,
-		     "grant_type=client_credentials&client_id=%s"
-		     "&client_secret=%s&scope=%s",
-		     eclient, esecret, escope) < 0) {
-		body = NULL;
-		goto out;
-	}
-	req.url = url;
-	req.body = body;
-	req.body_len = strlen(body);
-	rc = token_request(&req, "client secret", tok, exp, err);
-out:
-	free(scope);
-	free(etenant);
-	free(eclient);
-	wipe_free(esecret);
-	free(escope);
-	free(url);
-	wipe_free(body);
-	return rc;
-}
-
 int auth_src_managed_identity(const char *resource, bool probe,
 			      struct secret *tok, time_t *exp,
 			      struct rp_err *err)
@@ -441,7 +354,7 @@ int auth_src_managed_identity(const char *resource, bool probe,
 	const char *ep = getenv("IDENTITY_ENDPOINT");
 	const char *hdr = getenv("IDENTITY_HEADER");
 	const char *imds = getenv("RPFS_IMDS_ENDPOINT");
-	char *eres = escape(resource);
+	char *eres = auth_escape(resource);
 	char *url = NULL, *h = NULL;
 	const char *hdrs[3] = {NULL, "Accept: application/json", NULL};
 	struct http_request req = {.method = "GET", .headers = hdrs};
@@ -464,7 +377,8 @@ int auth_src_managed_identity(const char *resource, bool probe,
 		}
 		hdrs[0] = h;
 		req.url = url;
-		rc = token_request(&req, "managed identity", tok, exp, err);
+		rc =
+		    auth_token_request(&req, "managed identity", tok, exp, err);
 		free(url);
 		wipe_free(h);
 		return rc;

@@ -29,6 +29,25 @@ int auth_src_managed_identity(const char *resource, bool probe,
 int auth_src_cli(const char *resource, struct secret *tok, time_t *exp,
 		 struct rp_err *err);
 
+/* Send a token request (GET or POST) and parse the answer; a refusal is
+ * -EACCES with Entra's error and description in err. */
+struct http_request;
+int auth_token_request(const struct http_request *req, const char *what,
+		       struct secret *tok, time_t *exp, struct rp_err *err);
+
+/* curl_easy_escape into a malloc'd copy (the curl buffer wiped). */
+char *auth_escape(const char *s);
+
+/*
+ * A signed client assertion (RS256 JWT with x5t and x5t#S256 headers, x5c
+ * too when send_chain) for the certificate and private key in the PEM or
+ * PKCS#12 file at cert_path, as Entra ID expects for certificate
+ * credentials.  aud is the token endpoint URL.  *jwt is malloc'd.
+ */
+int auth_cert_assertion(const char *cert_path, const char *password,
+			const char *client_id, const char *aud, bool send_chain,
+			time_t now, char **jwt, struct rp_err *err);
+
 /*
  * An OAuth / managed identity token response: access_token, and expiry
  * from expires_on (Unix seconds, number or string) or else now +

@@ -15,7 +15,7 @@
 RPFS_DEB_PACKAGES=(
 	# build
 	build-essential cmake pkg-config git
-	libfuse3-dev fuse3 libcurl4-openssl-dev libjson-c-dev libexpat1-dev
+	libfuse3-dev fuse3 libcurl4-openssl-dev libjson-c-dev libexpat1-dev libssl-dev
 	# sanitizers, fuzzers, the format check
 	clang clang-format libclang-rt-14-dev valgrind
 	# tests and the emulator

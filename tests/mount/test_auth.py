@@ -10,6 +10,7 @@ emulator's statistics, and no secret may appear in rpfs's log.
 import errno
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -106,6 +107,25 @@ def test_service_principal_token_is_cached_not_fetched_per_request(
     for _ in range(5):
         read_status(m)
     assert token_requests(emulator) == before
+
+
+def test_service_principal_certificate_from_environment(rpfs, emulator,
+                                                        tmp_path):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-days", "2", "-subj", "/CN=rpfs-sp", "-keyout",
+         str(tmp_path / "sp.key"), "-out", str(tmp_path / "sp.crt")],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pem = tmp_path / "sp.pem"
+    pem.write_bytes((tmp_path / "sp.key").read_bytes() +
+                    (tmp_path / "sp.crt").read_bytes())
+    env = sp_env(emulator, AZURE_CLIENT_CERTIFICATE_PATH=str(pem))
+    del env["AZURE_CLIENT_SECRET"]
+    if "AZURE_CLIENT_SECRET" in os.environ:
+        pytest.fail("test environment sets AZURE_CLIENT_SECRET")
+    m = rpfs(auth="env", env=env)
+    emulator.reset_stats()
+    assert read_status(m) == "Succeeded\n"
 
 
 def test_wrong_client_secret_is_eacces_with_entra_message(rpfs, emulator):
