@@ -234,8 +234,11 @@ static int disk_absent(struct az_restore *r,
 			   q->name, q->resource_group);
 		return -EEXIST;
 	}
-	/* Only "no such disk" lets the restore go on. */
-	if (rc == -ENOENT && strcasecmp(e.code, "ResourceGroupNotFound") != 0)
+	/* Only "no such disk" lets the restore go on; a missing group or
+	 * subscription is the user's error, reported before any PUT. */
+	if (rc == -ENOENT &&
+	    (strcasecmp(e.code, "ResourceNotFound") == 0 ||
+	     strcasecmp(e.code, "NotFound") == 0 || !e.code[0]))
 		return 0;
 	if (err)
 		*err = e;
