@@ -371,6 +371,11 @@ static int ops_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	rp_err_clear(&err);
 	rc = tree_resolve(ctx->cache, ctx->fixed_rg, path, TREE_NEED_CONTENT,
 			  &n, &err);
+	if (rc == -ENOENT && n.p.coll[0])
+		/* Gone since its lookup: make the next lookup ask again.
+		 * (glibc shows ENOENT from getdents as an empty directory,
+		 * as for a local directory removed while open.) */
+		cache_invalidate(ctx->cache, ops_node_group(ctx, &n), n.p.coll);
 	if (rc)
 		return ops_fail("readdir", path, rc, &err);
 	ops_add(&f, ".");

@@ -149,7 +149,8 @@ void tree_node_release(struct tree_node *n)
 	cache_coll_put(n->snap);
 	if (n->is_pending)
 		cache_pending_clear(&n->pending);
-	memset(n, 0, sizeof(*n));
+	/* Keep the parsed path: callers may still want the names. */
+	memset((char *)n + sizeof(n->p), 0, sizeof(*n) - sizeof(n->p));
 }
 
 bool tree_coll_is_copy(const struct az_collection *c)

@@ -71,7 +71,7 @@ enum tree_need {
 };
 
 struct tree_node {
-	struct tree_path p;
+	struct tree_path p; /* first: kept by tree_node_release */
 	/* References held by the node (tree_node_release drops them). */
 	struct cache_groups *groups;
 	struct cache_colls *colls;
@@ -90,7 +90,8 @@ struct tree_node {
 /*
  * Resolve path to a node that exists.  Returns 0, or -ENOENT / the
  * -errno of a failed request (err filled).  On success release the node
- * with tree_node_release; on failure it holds nothing.
+ * with tree_node_release; on failure it holds nothing (but n->p is
+ * filled when the path parsed).
  */
 int tree_resolve(struct cache *cache, const char *fixed_rg, const char *path,
 		 enum tree_need need, struct tree_node *n, struct rp_err *err);
