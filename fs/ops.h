@@ -53,7 +53,8 @@ struct ops_handle {
 	bool dirty;	/* data written since the last apply: flush applies */
 	bool truncated; /* O_TRUNC or truncate, not applied yet: release
 			   applies (so `: > tags` clears the tags) */
-	bool bad;	/* a write was refused: nothing is applied */
+	int failed;	/* a write was refused with this -errno: nothing is
+			   applied, and flush repeats the error */
 	struct tree_path p;
 	char *path;
 };

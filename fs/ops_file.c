@@ -344,8 +344,8 @@ static int ops_commit(struct ops_handle *h, bool releasing)
 
 	if (!h->writable)
 		return 0;
-	if (h->bad)
-		return releasing ? 0 : -EINVAL;
+	if (h->failed)
+		return releasing ? 0 : h->failed;
 	go = h->dirty || (releasing && h->truncated);
 	if (!go)
 		return 0;

@@ -114,8 +114,8 @@ int ops_write(const char *path, const char *buf, size_t size, off_t off,
 		return -EBADF;
 	if (off < 0)
 		return -EINVAL;
-	if (h->bad)
-		return -EINVAL;
+	if (h->failed)
+		return h->failed;
 	rc = ops_reserve(h, (size_t)off + size);
 	if (rc)
 		return ops_refuse("write", path, rc,
@@ -131,7 +131,7 @@ int ops_write(const char *path, const char *buf, size_t size, off_t off,
 	 * errors, and nothing must be applied from a malformed file. */
 	rc = ops_check(h->p.file, h->buf, h->len, false, why, sizeof(why));
 	if (rc) {
-		h->bad = true;
+		h->failed = rc;
 		return ops_refuse("write", path, rc, why);
 	}
 	if (ops_eager(h)) {
@@ -139,7 +139,7 @@ int ops_write(const char *path, const char *buf, size_t size, off_t off,
 		h->truncated = false;
 		rc = ops_apply(path, &h->p, h->buf, h->len);
 		if (rc) {
-			h->bad = true;
+			h->failed = rc;
 			return rc;
 		}
 	}
