@@ -173,6 +173,7 @@ class Mount:
         self.expect_fail = expect_fail
         self.check_exit = not expect_fail
         self.killed = False
+        self.start_failed = False  # already reported by the factory
 
     @property
     def returncode(self):
@@ -229,6 +230,8 @@ class Mount:
         text = self.log_text()
         if SANITIZER_RE.search(text):
             return "sanitizer report in the rpfs log"
+        if self.start_failed:
+            return None
         if self.killed:
             return "rpfs did not exit within %.0fs of unmount" % EXIT_TIMEOUT
         rc = self.proc.poll()
@@ -389,11 +392,13 @@ def rpfs(request, tmp_path, emulator):
             if rc is not None and not (helper and rc == 0):
                 if expect_fail:
                     return m
+                m.start_failed = True
                 pytest.fail("rpfs exited with status %d before mounting:\n"
                             "$ %s\n%s" % (rc, " ".join(cmd), m.log_text()),
                             pytrace=False)
             time.sleep(0.05)
         m.unmount()
+        m.start_failed = True
         pytest.fail("rpfs did not %s within %.0fs:\n$ %s\n%s" %
                     ("exit" if expect_fail else "mount", MOUNT_TIMEOUT,
                      " ".join(cmd), m.log_text()), pytrace=False)
