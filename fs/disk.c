@@ -709,6 +709,11 @@ long long disk_size(const struct disk_handle *h)
 	return h->d->len;
 }
 
+long long disk_allocated(const struct disk_handle *h)
+{
+	return ra_map_allocated(h->d->cache);
+}
+
 long long disk_known_size(struct disk_mgr *m, const char *drp_id)
 {
 	struct disk_known *k;

@@ -64,6 +64,10 @@ long long disk_size(const struct disk_handle *h);
 /* Length learned by an earlier open of drp_id, or -1: lets getattr show
  * the exact size after the first open. */
 long long disk_known_size(struct disk_mgr *m, const char *drp_id);
+/* Bytes of data (not holes) of an open disk by its page map (the whole
+ * length when the map is unknown): st_blocks for fstat, so that cp sees
+ * the file as sparse and uses SEEK_DATA. */
+long long disk_allocated(const struct disk_handle *h);
 /* Bytes of data (not holes) when the page map is known, else -1. */
 long long disk_known_allocated(struct disk_mgr *m, const char *drp_id);
 
