@@ -5,7 +5,8 @@
  * the token file's last-seen identity (mtime, size, inode).  It is held
  * while a source is asked for a token, so concurrent callers wait for one
  * fetch instead of stampeding the token endpoint.  A cached token is
- * served until five minutes before its expiry; a token file is also
+ * served until five minutes before its expiry (halfway through a
+ * lifetime shorter than ten minutes); a token file is also
  * re-read whenever its mtime (or size or inode) changes, and after
  * auth_invalidate (a 401).  AUTH_AUTO remembers the first source that
  * gave a token and keeps using it.  Tokens live only in struct secret.
@@ -28,6 +29,7 @@ struct auth_slot {
 	char *resource;	   /* NULL: free slot */
 	struct secret tok; /* empty: must fetch */
 	time_t expires;	   /* 0: unknown (token file without a JWT exp) */
+	time_t fetched;	   /* when the token was obtained */
 	bool from_file;
 };
 
@@ -157,7 +159,16 @@ static bool slot_fresh(struct auth *a, const struct auth_slot *s)
 		return false;
 	if (s->expires == 0)
 		return true;
-	return time(NULL) < s->expires - AUTH_REFRESH_EARLY_S;
+	/* Five minutes early, or halfway for tokens that live less than
+	 * ten minutes, so a short-lived token is not fetched per request. */
+	{
+		time_t life = s->expires - s->fetched;
+		time_t early = AUTH_REFRESH_EARLY_S;
+
+		if (life > 0 && life / 2 < early)
+			early = life / 2;
+		return time(NULL) < s->expires - early;
+	}
 }
 
 /* Ask one source. -ENOENT: not configured (AUTH_AUTO moves on). */
@@ -240,10 +251,12 @@ static int fetch(struct auth *a, const char *resource, struct auth_slot *s,
 		rc = -EACCES;
 	}
 	s->expires = rc ? 0 : exp;
+	s->fetched = time(NULL);
 	return rc;
 done:
 	s->from_file = a->chosen == AUTH_TOKEN_FILE;
 	s->expires = rc ? 0 : exp;
+	s->fetched = time(NULL);
 	return rc;
 }
 

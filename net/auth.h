@@ -10,7 +10,8 @@
  * endpoint; RPFS_IMDS_ENDPOINT overrides its address for tests), and the
  * Azure CLI (`az account get-access-token`, using expires_on).  AUTH_AUTO
  * tries them in that order and keeps the first that yields a token.
- * Tokens are cached per audience and refreshed five minutes before expiry.
+ * Tokens are cached per audience and refreshed five minutes before expiry
+ * (halfway through a shorter lifetime).
  * Thread-safe.  Never logs a token.
  */
 #ifndef RPFS_AUTH_H

@@ -275,6 +275,72 @@ static void test_cli_source_runs_az_from_path(void)
 	auth_free(a);
 }
 
+static int count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int n = 0, c;
+
+	if (!f)
+		return 0;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static void test_tokens_are_cached_until_near_expiry(void)
+{
+	char script[256], path_env[4096], calls[256], body[1024];
+	const char *old = getenv("PATH");
+	struct auth_config cfg = {.kind = AUTH_CLI};
+	struct auth *a;
+	struct secret t = {0};
+	char *saved = old ? strdup(old) : NULL;
+
+	snprintf(script, sizeof(script), "%s/az", tmpdir);
+	snprintf(calls, sizeof(calls), "%s/calls", tmpdir);
+	/* Lifetime from the file "life" next to the script. */
+	snprintf(body, sizeof(body),
+		 "#!/bin/sh\necho x >> %s\n"
+		 "life=$(cat %s/life)\n"
+		 "echo \"{\\\"accessToken\\\": \\\"t\\\", "
+		 "\\\"expires_on\\\": $(( $(date +%%s) + life ))}\"\n",
+		 calls, tmpdir);
+	write_file(script, body, 0700);
+	snprintf(path_env, sizeof(path_env), "%s/life", tmpdir);
+	write_file(path_env, "3600\n", 0600);
+	snprintf(path_env, sizeof(path_env), "%s:%s", tmpdir, old ? old : "");
+	setenv("PATH", path_env, 1);
+	a = auth_new(&cfg);
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(auth_token(a, AUTH_RESOURCE_ARM, &t, NULL), 0);
+	CHECK_INT(count_lines(calls), 1);
+	/* Another audience has its own token. */
+	CHECK_INT(auth_token(a, AUTH_RESOURCE_DISK, &t, NULL), 0);
+	CHECK_INT(count_lines(calls), 2);
+	/* After a 401 (invalidate): fetched again. */
+	snprintf(path_env, sizeof(path_env), "%s/life", tmpdir);
+	write_file(path_env, "299\n", 0600);
+	auth_invalidate(a, AUTH_RESOURCE_ARM);
+	CHECK_INT(auth_token(a, AUTH_RESOURCE_ARM, &t, NULL), 0);
+	CHECK_INT(count_lines(calls), 3);
+	/* A token living under ten minutes is kept for half its life... */
+	CHECK_INT(auth_token(a, AUTH_RESOURCE_ARM, &t, NULL), 0);
+	CHECK_INT(count_lines(calls), 3);
+	write_file(path_env, "2\n", 0600);
+	auth_invalidate(a, AUTH_RESOURCE_ARM);
+	CHECK_INT(auth_token(a, AUTH_RESOURCE_ARM, &t, NULL), 0);
+	CHECK_INT(count_lines(calls), 4);
+	/* ...and fetched again once that half has passed. */
+	sleep(2);
+	CHECK_INT(auth_token(a, AUTH_RESOURCE_ARM, &t, NULL), 0);
+	CHECK_INT(count_lines(calls), 5);
+	setenv("PATH", saved ? saved : "/usr/bin:/bin", 1);
+	free(saved);
+	secret_clear(&t);
+	auth_free(a);
+}
+
 int main(void)
 {
 	char cmd[512];
@@ -291,6 +357,7 @@ int main(void)
 	test_missing_or_empty_token_file_is_eacces();
 	test_env_source_without_variables_says_what_is_missing();
 	test_cli_source_runs_az_from_path();
+	test_tokens_are_cached_until_near_expiry();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", tmpdir);
