@@ -161,7 +161,7 @@ int ops_file_content(const struct tree_node *n, char **buf, size_t *len)
 	return 0;
 }
 
-static long long ops_disk_size(struct ops_ctx *ctx, const struct az_disk *d)
+long long ops_disk_size(struct ops_ctx *ctx, const struct az_disk *d)
 {
 	long long known = -1;
 
@@ -172,23 +172,30 @@ static long long ops_disk_size(struct ops_ctx *ctx, const struct az_disk *d)
 	return d->size_bytes >= 0 ? d->size_bytes + 512 : 0;
 }
 
-static void ops_stat_disk(struct ops_ctx *ctx, const struct az_disk *d,
-			  long long size, struct stat *st)
+/* alloc: bytes holding data when known, else -1 (all counts as data). */
+static void ops_stat_disk(long long size, long long alloc, struct stat *st)
 {
-	long long alloc = -1;
-
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
 	st->st_size = size;
-	if (ctx->disks && d && d->drp_id)
-		alloc = disk_known_allocated(ctx->disks, d->drp_id);
 	st->st_blocks = ((alloc >= 0 ? alloc : size) + 511) / 512;
 	st->st_blksize = 1 << 20;
+}
+
+long long ops_disk_blocks_bytes(struct ops_ctx *ctx, const char *drp_id,
+				long long size)
+{
+	long long alloc = ctx->disks && drp_id
+			      ? disk_known_allocated(ctx->disks, drp_id)
+			      : -1;
+
+	return alloc >= 0 ? alloc : size;
 }
 
 static int ops_stat_node(struct ops_ctx *ctx, const struct tree_node *n,
 			 struct stat *st)
 {
+	long long size;
 	time_t t;
 	char *content;
 	size_t len;
@@ -208,7 +215,10 @@ static int ops_stat_node(struct ops_ctx *ctx, const struct tree_node *n,
 	case TREE_DISK:
 		if (names_parse_time(n->rp->time_created, &t) == 0)
 			st->st_mtime = st->st_ctime = t;
-		ops_stat_disk(ctx, n->disk, ops_disk_size(ctx, n->disk), st);
+		size = ops_disk_size(ctx, n->disk);
+		ops_stat_disk(size,
+			      ops_disk_blocks_bytes(ctx, n->disk->drp_id, size),
+			      st);
 		return 0;
 	case TREE_COLL_FILE:
 	case TREE_RP_FILE:
@@ -242,7 +252,7 @@ static int ops_getattr(const char *path, struct stat *st,
 	st->st_atime = st->st_mtime = st->st_ctime = ctx->mounted_at;
 	if (h && h->disk) {
 		/* fstat of an open disk: the blob's exact length. */
-		ops_stat_disk(ctx, NULL, disk_size(h->disk), st);
+		ops_stat_disk(disk_size(h->disk), disk_allocated(h->disk), st);
 		return 0;
 	}
 	if (!path)

@@ -84,6 +84,12 @@ bool ops_file_writable(const struct tree_node *n);
  * restore point).  Returns 0 with *buf malloc'ed, or -errno. */
 int ops_file_content(const struct tree_node *n, char **buf, size_t *len);
 
+/* What stat shows for a disk: its size (exact once known), and the bytes
+ * st_blocks counts (the data once the page map is known, else size). */
+long long ops_disk_size(struct ops_ctx *ctx, const struct az_disk *d);
+long long ops_disk_blocks_bytes(struct ops_ctx *ctx, const char *drp_id,
+				long long size);
+
 /* ops_file.c */
 int ops_open(const char *path, struct fuse_file_info *fi);
 int ops_read(const char *path, char *buf, size_t size, off_t off,

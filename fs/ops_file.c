@@ -213,7 +213,7 @@ static int ops_open_disk(struct ops_ctx *ctx, const char *path,
 	const struct az_disk *d = NULL;
 	char **files = NULL, why[160];
 	const char *reason;
-	long long before;
+	long long size = 0, blocks = 0;
 	struct rp_err err;
 	int rc = ops_fresh_rp(ctx, path, n, &rp);
 
@@ -234,17 +234,20 @@ static int ops_open_disk(struct ops_ctx *ctx, const char *path,
 			rc = 0;
 	}
 	if (rc == 0) {
-		before = disk_known_size(ctx->disks, d->drp_id);
-		if (before < 0)
-			before = d->size_bytes >= 0 ? d->size_bytes + 512 : 0;
+		/* What stat showed so far (before learning the blob). */
+		size = ops_disk_size(ctx, d);
+		blocks = ops_disk_blocks_bytes(ctx, d->drp_id, size);
 		rp_err_clear(&err);
 		rc = disk_open(ctx->disks, d->drp_id, &h->disk, &err);
 		if (rc)
 			rc = ops_fail("open", path, rc, &err);
-		else if (disk_size(h->disk) != before)
-			/* stat showed an estimate: let fstat see the truth */
-			fuse_invalidate_path(fuse_get_context()->fuse, path);
 	}
+	if (rc == 0 && (disk_size(h->disk) != size ||
+			ops_disk_blocks_bytes(ctx, d->drp_id,
+					      disk_size(h->disk)) != blocks))
+		/* The kernel still holds the estimate: let fstat (and
+		 * cp --sparse=auto, which reads st_blocks) see the truth. */
+		fuse_invalidate_path(fuse_get_context()->fuse, path);
 	names_list_free(files, rp.ndisks);
 	az_restore_point_free(&rp);
 	return rc;
