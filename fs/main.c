@@ -50,6 +50,8 @@ struct main_opts {
 	char *readahead;
 	char *parallel;
 	char *pagelist;
+	char *stall_timeout;
+	char *cache_max;
 	char *log_level;
 	char *compute_api;
 	char *disk_api;
@@ -95,6 +97,8 @@ static const struct fuse_opt main_spec[] = {
     MAIN_STR("readahead", readahead),
     MAIN_STR("parallel", parallel),
     MAIN_STR("pagelist", pagelist),
+    MAIN_STR("stall_timeout", stall_timeout),
+    MAIN_STR("cache_max", cache_max),
     MAIN_STR("log_level", log_level),
     MAIN_STR("log-level", log_level),
     MAIN_STR("compute_api", compute_api),
@@ -170,6 +174,11 @@ static void main_usage(const char *prog)
 	    "    -o readahead=BYTES     largest read-ahead window (67108864)\n"
 	    "    -o parallel=N          ranges in flight per disk (8)\n"
 	    "    -o pagelist=0|1        use the page map for holes (1)\n"
+	    "    -o cache_max=BYTES     chunk cache for all disks (2 * "
+	    "readahead)\n"
+	    "    -o stall_timeout=S     retry a transfer slower than 1 KiB/s "
+	    "for S\n"
+	    "                           seconds (30)\n"
 	    "Other:\n"
 	    "    -h, --help             this help\n"
 	    "    -V, --version          versions\n"
@@ -238,6 +247,10 @@ static int main_tuning(const struct main_opts *o, bool debug,
 		 t->disk.readahead_max, size_t);
 	MAIN_NUM(parallel, "parallel", 1, 64, t->disk.max_parallel, int);
 	MAIN_NUM(pagelist, "pagelist", 0, 1, t->disk.use_pagelist, bool);
+	MAIN_NUM(stall_timeout, "stall_timeout", 1, 3600,
+		 t->disk.stall_timeout_s, long);
+	MAIN_NUM(cache_max, "cache_max", 0, 64.0 * 1024 * 1024 * 1024,
+		 t->disk.cache_max, size_t);
 #undef MAIN_NUM
 	t->log_level = debug ? LOG_LVL_DEBUG : LOG_LVL_WARN;
 	if (o->log_level) {
@@ -272,7 +285,7 @@ static void main_free_opts(struct main_opts *o)
 	    &o->cache_timeout, &o->sas_duration,   &o->linger_ms,
 	    &o->chunk_size,    &o->readahead,	   &o->parallel,
 	    &o->pagelist,      &o->log_level,	   &o->compute_api,
-	    &o->disk_api,
+	    &o->disk_api,      &o->stall_timeout,  &o->cache_max,
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -293,7 +306,9 @@ struct main_world {
 static int main_build(const struct main_opts *o, const struct main_tuning *t,
 		      struct main_world *w, struct ops_ctx *ctx)
 {
-	struct http_config hcfg = {.cafile = o->cafile};
+	struct http_config hcfg = {.cafile = o->cafile,
+				   .stall_timeout_s = t->disk.stall_timeout_s};
+	struct disk_config dcfg = t->disk;
 	struct auth_config acfg = {.kind = t->auth_kind,
 				   .token_file = o->token_file};
 	struct az_config zcfg = {
@@ -322,7 +337,8 @@ static int main_build(const struct main_opts *o, const struct main_tuning *t,
 		log_error("cannot set up the Azure client");
 		return -1;
 	}
-	w->disks = disk_mgr_new(w->az, &t->disk);
+	dcfg.auth = w->auth; /* disks that need an Entra ID token */
+	w->disks = disk_mgr_new(w->az, &dcfg);
 	w->cache = cache_new(w->az, &ccfg);
 	if (!w->disks || !w->cache) {
 		log_error("out of memory");
