@@ -6,6 +6,7 @@
  * non-empty printable ASCII without spaces (it goes into a header line).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -46,7 +47,8 @@ static int b64(int c)
  * Known bug 1: a number member expires_on / expires_in / exp that is a
  * double out of the range of long long (cast: undefined behaviour) or an
  * integer so large that now + it overflows.  jwt: s is a JWT whose
- * payload (second part, base64url) holds the JSON.
+ * payload (second part, base64url) holds the JSON.  Known bug 5: a CLI
+ * expiresOn whose year is near INT_MIN (y - 1900 overflows).
  */
 static int huge_expiry(const char *s, int jwt)
 {
@@ -90,6 +92,21 @@ static int huge_expiry(const char *s, int jwt)
 			d = json_object_get_double(v);
 		if (!(d > -1e15 && d < 1e15))
 			huge = 1;
+	}
+	/* ... and a CLI expiresOn with a field beyond int once offset
+	 * (y - 1900, mo - 1). */
+	if (o && json_object_is_type(o, json_type_object)) {
+		json_object *v;
+		long long f[6];
+
+		if (json_object_object_get_ex(o, "expiresOn", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    sscanf(json_object_get_string(v),
+			   "%lld-%lld-%lld %lld:%lld:%lld", &f[0], &f[1], &f[2],
+			   &f[3], &f[4], &f[5]) == 6)
+			for (int i = 0; i < 6; i++)
+				if (f[i] < -1000000000LL || f[i] > 1000000000LL)
+					huge = 1;
 	}
 	json_object_put(o);
 	free(buf);
