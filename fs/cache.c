@@ -447,7 +447,8 @@ int cache_pending_get(struct cache *c, const char *rg, const char *name,
 	return rc;
 }
 
-int cache_pending_update(struct cache *c, const struct cache_pending *p)
+int cache_pending_update(struct cache *c, const struct cache_pending *p,
+			 unsigned what)
 {
 	struct cache_pending copy;
 	long at;
@@ -458,20 +459,26 @@ int cache_pending_update(struct cache *c, const struct cache_pending *p)
 	pthread_mutex_lock(&c->lock);
 	at = cache_pending_find_locked(c, p->rg, p->name);
 	if (at >= 0) {
-		/* Swap the changeable fields; the old ones leave in copy. */
+		/* Swap the chosen fields; the old ones leave in copy. */
 		struct cache_pending *slot = &c->pending[at];
 		struct cache_pending old = *slot;
 
-		slot->location = copy.location;
-		slot->tags = copy.tags;
-		slot->ntags = copy.ntags;
-		slot->exclude = copy.exclude;
-		slot->nexclude = copy.nexclude;
-		copy.location = old.location;
-		copy.tags = old.tags;
-		copy.ntags = old.ntags;
-		copy.exclude = old.exclude;
-		copy.nexclude = old.nexclude;
+		if (what & CACHE_PENDING_LOCATION) {
+			slot->location = copy.location;
+			copy.location = old.location;
+		}
+		if (what & CACHE_PENDING_TAGS) {
+			slot->tags = copy.tags;
+			slot->ntags = copy.ntags;
+			copy.tags = old.tags;
+			copy.ntags = old.ntags;
+		}
+		if (what & CACHE_PENDING_EXCLUDE) {
+			slot->exclude = copy.exclude;
+			slot->nexclude = copy.nexclude;
+			copy.exclude = old.exclude;
+			copy.nexclude = old.nexclude;
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
 	rc = at < 0 ? -ENOENT : 0;

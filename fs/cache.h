@@ -103,9 +103,15 @@ int cache_pending_add(struct cache *c, const char *rg, const char *name);
  * cache_pending_clear), or -ENOENT. */
 int cache_pending_get(struct cache *c, const char *rg, const char *name,
 		      struct cache_pending *out);
-/* Replace location, tags and exclude of the pending collection p->rg /
- * p->name with copies of p's.  -ENOENT when it is gone. */
-int cache_pending_update(struct cache *c, const struct cache_pending *p);
+/* Replace the fields chosen by what (CACHE_PENDING_*) of the pending
+ * collection p->rg / p->name with copies of p's, leaving the others as
+ * they are (a concurrent write of another file is not undone).
+ * -ENOENT when it is gone. */
+#define CACHE_PENDING_LOCATION 1u
+#define CACHE_PENDING_TAGS 2u
+#define CACHE_PENDING_EXCLUDE 4u
+int cache_pending_update(struct cache *c, const struct cache_pending *p,
+			 unsigned what);
 int cache_pending_remove(struct cache *c, const char *rg, const char *name);
 /* Names of the pending collections of group rg. */
 int cache_pending_names(struct cache *c, const char *rg, char ***names,

@@ -50,6 +50,7 @@ struct ops_handle {
 	size_t len;
 	size_t cap;
 	bool writable;	/* opened for writing */
+	bool append;	/* O_APPEND: every write goes to the end */
 	bool dirty;	/* data written since the last apply: flush applies */
 	bool truncated; /* O_TRUNC or truncate, not applied yet: release
 			   applies (so `: > tags` clears the tags) */

@@ -54,6 +54,7 @@ int ops_open_write(struct ops_ctx *ctx, const char *path,
 	if (!h)
 		return -ENOMEM;
 	h->writable = true;
+	h->append = (fi->flags & O_APPEND) != 0;
 	if (fi->flags & O_TRUNC) {
 		h->truncated = true;
 	} else {
@@ -116,6 +117,8 @@ int ops_write(const char *path, const char *buf, size_t size, off_t off,
 		return -EINVAL;
 	if (h->failed)
 		return h->failed;
+	if (h->append) /* the kernel's idea of the end may be stale */
+		off = (off_t)h->len;
 	rc = ops_reserve(h, (size_t)off + size);
 	if (rc)
 		return ops_refuse("write", path, rc,
@@ -230,7 +233,7 @@ static int ops_apply_location(const char *path, struct cache_pending *pd,
 	pd->location = *loc ? loc : NULL;
 	if (!*loc)
 		free(loc);
-	rc = cache_pending_update(ctx->cache, pd);
+	rc = cache_pending_update(ctx->cache, pd, CACHE_PENDING_LOCATION);
 	return rc ? ops_fail("write", path, rc, NULL) : 0;
 }
 
@@ -385,7 +388,7 @@ static int ops_apply_tags(const char *path, const struct tree_path *p,
 		tags_free(pd->tags, pd->ntags);
 		pd->tags = tags;
 		pd->ntags = ntags;
-		rc = cache_pending_update(ctx->cache, pd);
+		rc = cache_pending_update(ctx->cache, pd, CACHE_PENDING_TAGS);
 		return rc ? ops_fail("write", path, rc, NULL) : 0;
 	}
 	rc = ops_patch_tags(path, p, tags, ntags, false, NULL, true);
@@ -415,7 +418,8 @@ static int ops_apply_exclude(const char *path, const struct tree_path *p,
 		pd->nexclude = n;
 		names = NULL;
 		n = 0;
-		rc = cache_pending_update(ctx->cache, pd);
+		rc =
+		    cache_pending_update(ctx->cache, pd, CACHE_PENDING_EXCLUDE);
 		if (rc)
 			rc = ops_fail("write", path, rc, NULL);
 	} else if (rc == 0) {

@@ -509,3 +509,22 @@ def test_throttled_create_is_retried_transparently(rpfs, fast):
     sh("mkdir", m.path / "rg-prod" / "coll1" / "busy")
     assert state_rp(fast, "rg-prod", "coll1", "busy") is not None
     assert fast.stats()["faults_injected"] == 2
+
+
+def test_restore_point_that_fails_in_azure_reads_failed(rpfs, fast):
+    m = rpfs()
+    other = m.path / "rg-other"
+    sh("mkdir", other / "flaky")
+    write(other / "flaky" / "source", "vmfail\n")
+    # Azure accepts the PUT; the failure comes later, as a status.
+    sh("mkdir", other / "flaky" / "rp1")
+    status = other / "flaky" / "rp1" / "status"
+    wait_for(lambda: cat(status) == "Failed\n", what="Failed")
+    assert sdk(fast).restore_points.get(
+        "rg-other", "flaky", "rp1").provisioning_state == "Failed"
+    # Its disks will never be readable: EIO, not "try again".
+    for f in ls(other / "flaky" / "rp1"):
+        if f.endswith(".vhd"):
+            assert errno_of(os.open, other / "flaky" / "rp1" / f,
+                            os.O_RDONLY) == errno.EIO
+            assert "failed" in m.log_text()

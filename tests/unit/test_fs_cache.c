@@ -180,6 +180,17 @@ static void test_zero_timeout_never_caches(void)
 	cache_free(c);
 }
 
+/* Drop a copy's tags and exclude list (as if the user had emptied them). */
+static void tags_free_for_test(struct cache_pending *p)
+{
+	struct cache_pending keep = {
+	    .rg = p->rg, .name = p->name, .location = p->location};
+
+	p->rg = p->name = p->location = NULL;
+	cache_pending_clear(p);
+	*p = keep;
+}
+
 static void test_pending(void)
 {
 	struct cache_config cfg = {.timeout_s = 10};
@@ -215,7 +226,11 @@ static void test_pending(void)
 		q.ntags = 1;
 		q.exclude = ex;
 		q.nexclude = 1;
-		CHECK_INT(cache_pending_update(c, &q), 0);
+		CHECK_INT(cache_pending_update(c, &q,
+					       CACHE_PENDING_LOCATION |
+						   CACHE_PENDING_TAGS |
+						   CACHE_PENDING_EXCLUDE),
+			  0);
 	}
 	cache_pending_clear(&p);
 	CHECK_INT(cache_pending_get(c, "Rg", "New1", &p), 0);
@@ -225,6 +240,16 @@ static void test_pending(void)
 	CHECK_INT(p.nexclude, 1);
 	CHECK_STR(p.exclude[0], "vm1-data");
 	CHECK_STR(p.name, "new1"); /* spelled as made */
+	/* Updating one field leaves the others alone. */
+	free(p.location);
+	p.location = strdup("westus");
+	tags_free_for_test(&p);
+	CHECK_INT(cache_pending_update(c, &p, CACHE_PENDING_LOCATION), 0);
+	cache_pending_clear(&p);
+	CHECK_INT(cache_pending_get(c, "rg", "new1", &p), 0);
+	CHECK_STR(p.location, "westus");
+	CHECK_INT(p.ntags, 1);
+	CHECK_INT(p.nexclude, 1);
 	cache_pending_clear(&p);
 
 	CHECK_INT(cache_pending_remove(c, "rg", "new1"), 0);
