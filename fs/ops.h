@@ -3,9 +3,10 @@
  *
  * main.c fills a struct ops_ctx, passes it as FUSE private data and the
  * table from ops_operations() to fuse_new.  The operations are split by
- * concern: ops.c (attributes, listings, extended attributes, refusals),
- * ops_file.c (open/read/release of metadata and disk files), ops_write.c
- * (buffered writes and what a flush applies), ops_dir.c (mkdir, rmdir).
+ * concern: ops.c (attributes, listings, refusals), ops_xattr.c
+ * (extended attributes), ops_file.c (open/read/release of metadata and
+ * disk files), ops_write.c (buffered writes and what a flush applies),
+ * ops_dir.c (mkdir, rmdir).
  * Only these files include FUSE headers; they turn every failure into an
  * errno and log Azure's code and message once, at warn level.
  */
@@ -90,6 +91,10 @@ int ops_file_content(const struct tree_node *n, char **buf, size_t *len);
 long long ops_disk_size(struct ops_ctx *ctx, const struct az_disk *d);
 long long ops_disk_blocks_bytes(struct ops_ctx *ctx, const char *drp_id,
 				long long size);
+
+/* ops_xattr.c */
+int ops_getxattr(const char *path, const char *name, char *value, size_t size);
+int ops_listxattr(const char *path, char *list, size_t size);
 
 /* ops_file.c */
 int ops_open(const char *path, struct fuse_file_info *fi);
