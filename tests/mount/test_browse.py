@@ -453,3 +453,30 @@ def test_unmount_with_fusermount_is_clean(rpfs, emulator):
     assert res.returncode == 0
     assert m.proc.wait(timeout=10) == 0
     assert not os.path.ismount(m.path)
+
+
+def _mount_options(path):
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == str(path):
+                return set(fields[3].split(","))
+    return set()
+
+
+def test_mount_is_private_unless_allow_other(rpfs, emulator):
+    m = rpfs()
+    opts = _mount_options(m.path)
+    assert "allow_other" not in opts and "default_permissions" not in opts
+    m2 = rpfs("-o", "allow_other")
+    opts = _mount_options(m2.path)
+    # Shared with other users: the kernel then enforces the modes.
+    assert {"allow_other", "default_permissions"} <= opts
+    assert ls(m2.path / "rg-prod") == {"coll1", "coll-many"}
+
+
+def test_read_only_mount_is_read_only_for_the_kernel_too(rpfs, emulator):
+    m = rpfs("-o", "ro")
+    assert "ro" in _mount_options(m.path)
+    assert os.statvfs(m.path).f_flag & os.ST_RDONLY
+    assert cat(m.path / "rg-prod" / "coll1" / "status") == "Succeeded\n"
