@@ -62,26 +62,39 @@ static void wipe_free(char *s)
 	}
 }
 
-/* A number or a numeric string member; -1 when absent/unparsable. */
+/*
+ * Expiry fields are epoch seconds or a lifetime in seconds.  Anything past
+ * this bound (year ~5138) is garbage, and refusing it keeps "now + n" and
+ * the double-to-integer conversion free of overflow.
+ */
+#define JNUM_MAX 100000000000LL
+
+/* A number or a numeric string member in 0..JNUM_MAX; -1 when absent,
+ * unparsable or out of range. */
 static long long jnum(json_object *o, const char *key)
 {
 	json_object *v;
 	const char *s;
 	char *end;
 	long long n;
+	double d;
 
 	if (!json_object_object_get_ex(o, key, &v) || !v)
 		return -1;
-	if (json_object_is_type(v, json_type_int))
-		return json_object_get_int64(v);
-	if (json_object_is_type(v, json_type_double))
-		return (long long)json_object_get_double(v);
+	if (json_object_is_type(v, json_type_int)) {
+		n = json_object_get_int64(v);
+		return n >= 0 && n <= JNUM_MAX ? n : -1;
+	}
+	if (json_object_is_type(v, json_type_double)) {
+		d = json_object_get_double(v);
+		return d >= 0 && d <= (double)JNUM_MAX ? (long long)d : -1;
+	}
 	if (!json_object_is_type(v, json_type_string))
 		return -1;
 	s = json_object_get_string(v);
 	errno = 0;
 	n = strtoll(s, &end, 10);
-	if (errno || end == s || *end || n < 0)
+	if (errno || end == s || *end || n < 0 || n > JNUM_MAX)
 		return -1;
 	return n;
 }
@@ -139,6 +152,10 @@ static time_t parse_local_time(const char *s)
 
 	if (!s ||
 	    sscanf(s, "%d-%d-%d %d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6)
+		return (time_t)-1;
+	/* Out-of-range fields would overflow y - 1900 and mean nothing. */
+	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 ||
+	    h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
 		return (time_t)-1;
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = y - 1900;

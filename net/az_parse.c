@@ -367,6 +367,15 @@ static int parse_profile_disk(json_object *o, bool os,
 	return 0;
 }
 
+/* A completion percentage as az.h promises it: 0..100, whatever Azure sent
+ * (NaN and huge values included, which a plain cast would make undefined). */
+static int percent_clamp(double p)
+{
+	if (!(p > 0))
+		return 0;
+	return p >= 100 ? 100 : (int)p;
+}
+
 /* One instanceView.diskRestorePoints[] entry: merge into the disk with
  * the same id, or add the disk when sourceMetadata did not list it. */
 static int parse_iv_disk(json_object *o, struct az_restore_point *rp,
@@ -445,11 +454,8 @@ static int parse_iv_disk(json_object *o, struct az_restore_point *rp,
 				   "completionPercent is not a number");
 			return -EIO;
 		}
-		d->completion_percent = json_object_get_int(v);
-		if (d->completion_percent < 0)
-			d->completion_percent = 0;
-		if (d->completion_percent > 100)
-			d->completion_percent = 100;
+		d->completion_percent =
+		    percent_clamp(json_object_get_double(v));
 	}
 	return jstrdup(o, "snapshotAccessState", &d->access_state, err);
 }
@@ -555,7 +561,8 @@ int az_parse_drp(json_object *o, struct az_disk *d, struct rp_err *err)
 				   "completionPercent is not a number");
 			return -EIO;
 		}
-		d->completion_percent = (int)json_object_get_double(v);
+		d->completion_percent =
+		    percent_clamp(json_object_get_double(v));
 	}
 	return 0;
 }
