@@ -617,7 +617,7 @@ struct disk_mgr *disk_mgr_new(struct az *az, const struct disk_config *cfg)
 	ra_config_defaults(&m->ra);
 	ra_global_set_cap(m->cfg.cache_max
 			      ? m->cfg.cache_max
-			      : 2 * (m->ra.window_max + 2 * m->ra.chunk));
+			      : m->ra.window_max + 4 * m->ra.chunk);
 	ec.max_connections = 4 * m->ra.parallel + 8;
 	ec.stall_timeout_s = m->cfg.stall_timeout_s;
 	m->eng = blob_engine_new(&ec);

@@ -35,7 +35,7 @@ struct disk_config {
 				 AUTH_RESOURCE_DISK); NULL: such disks give
 				 EACCES */
 	size_t cache_max;     /* cache memory across all disks; default
-				 2 * readahead_max */
+				 readahead_max + 4 * chunk_size */
 	long stall_timeout_s; /* a blob transfer below 1 KiB/s this long is
 				 retried; default: the http.h stall timeout */
 };

@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pagemap.h"
@@ -38,7 +39,6 @@
 
 #define KiB 1024LL
 #define MiB (1024LL * 1024)
-#define POOL_MAX 4
 
 enum ra_state { E_INFLIGHT, E_READY, E_FAILED };
 
@@ -48,6 +48,7 @@ struct ra_entry {
 	long long start, end;
 	enum ra_state state;
 	char *buf;
+	size_t cap; /* of buf */
 	int refs;
 	bool linked;	 /* on the cache's list (findable) */
 	bool prefetched; /* made by read-ahead, not for a waiting reader */
@@ -73,12 +74,22 @@ struct ra_cache {
 
 /* ---- global memory ---- */
 
+/*
+ * Buffers of chunk size or more come from mmap and go back to a free list
+ * when their entry dies, so a sequential read keeps reusing warm pages: a
+ * fresh 4 MiB mapping costs a page fault and a page clear per 4 KiB,
+ * which at GB/s was a fifth of rpfs's CPU time.  In-use plus pooled bytes
+ * stay within the global cap; smaller buffers (random reads) use malloc.
+ * g_bytes counts buffers in use by capacity.
+ */
+#define BIG_MIN (256 * KiB)
+
 static atomic_size_t g_bytes;
 static atomic_size_t g_cap = 128 * MiB;
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *pool[POOL_MAX];
+static char *pool[64];
 static int npool;
-static size_t pool_size;
+static size_t pool_size; /* capacity of pooled buffers: the chunk size */
 
 void ra_global_set_cap(size_t bytes)
 {
@@ -90,37 +101,63 @@ size_t ra_global_bytes(void)
 	return atomic_load(&g_bytes);
 }
 
-/* Chunk-sized buffers are recycled: a fresh 4 MiB mapping costs a page
- * fault per page, which at GB/s is a noticeable share of the CPU. */
-static char *buf_get(size_t size)
+/* Capacity of the buffer that holds size bytes. */
+static size_t buf_cap(size_t size)
+{
+	return size >= BIG_MIN && size <= pool_size ? pool_size : size;
+}
+
+static char *buf_get(size_t size, size_t *cap)
 {
 	char *b = NULL;
 
 	pthread_mutex_lock(&pool_mu);
-	if (!pool_size)
-		pool_size = size;
-	if (size == pool_size && npool > 0)
+	*cap = buf_cap(size);
+	if (*cap == pool_size && npool > 0)
 		b = pool[--npool];
 	pthread_mutex_unlock(&pool_mu);
-	if (!b)
-		b = malloc(size);
+	if (!b && *cap >= BIG_MIN) {
+		b = mmap(NULL, *cap, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			b = NULL;
+	} else if (!b) {
+		b = malloc(*cap);
+	}
 	if (b)
-		atomic_fetch_add(&g_bytes, size);
+		atomic_fetch_add(&g_bytes, *cap);
 	return b;
 }
 
-static void buf_put(char *b, size_t size)
+static void buf_put(char *b, size_t cap)
 {
+	size_t used;
+
 	if (!b)
 		return;
-	atomic_fetch_sub(&g_bytes, size);
+	used = atomic_fetch_sub(&g_bytes, cap) - cap;
+	if (cap < BIG_MIN) {
+		free(b);
+		return;
+	}
 	pthread_mutex_lock(&pool_mu);
-	if (size == pool_size && npool < POOL_MAX) {
+	if (cap == pool_size && npool < (int)(sizeof(pool) / sizeof(pool[0])) &&
+	    used + (size_t)(npool + 1) * pool_size <= atomic_load(&g_cap)) {
 		pool[npool++] = b;
 		b = NULL;
 	}
 	pthread_mutex_unlock(&pool_mu);
-	free(b);
+	if (b)
+		munmap(b, cap);
+}
+
+/* The first cache fixes the pooled size (all disks share chunk_size). */
+static void pool_init(size_t chunk)
+{
+	pthread_mutex_lock(&pool_mu);
+	if (!pool_size)
+		pool_size = chunk;
+	pthread_mutex_unlock(&pool_mu);
 }
 
 /* ---- policy ---- */
@@ -231,6 +268,7 @@ struct ra_cache *ra_cache_new(const struct ra_config *cfg,
 	ra_config_defaults(&c->cfg);
 	c->eng = eng;
 	c->len = len;
+	pool_init(c->cfg.chunk);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	pagemap_init(&c->pm, len, c->cfg.map_extents);
@@ -253,11 +291,9 @@ static void entry_unlink(struct ra_cache *c, struct ra_entry *e)
 
 static void entry_destroy(struct ra_cache *c, struct ra_entry *e)
 {
-	size_t n = (size_t)(e->end - e->start);
-
 	entry_unlink(c, e);
-	c->bytes -= n;
-	buf_put(e->buf, n);
+	c->bytes -= e->cap;
+	buf_put(e->buf, e->cap);
 	free(e);
 }
 
@@ -392,7 +428,7 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 	*rc = -ENOMEM;
 	if (!n)
 		return NULL;
-	n->buf = buf_get((size_t)(e - s));
+	n->buf = buf_get((size_t)(e - s), &n->cap);
 	if (!n->buf) {
 		free(n);
 		return NULL;
@@ -406,11 +442,11 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 	*rc = blob_read_async(c->eng, src, s, (size_t)(e - s), c->len, n->buf,
 			      c, entry_done, n);
 	if (*rc) {
-		buf_put(n->buf, (size_t)(e - s));
+		buf_put(n->buf, n->cap);
 		free(n);
 		return NULL;
 	}
-	c->bytes += (size_t)(e - s);
+	c->bytes += n->cap;
 	n->linked = true;
 	n->next = c->head;
 	if (c->head)
@@ -457,6 +493,21 @@ static void chunk_span(struct ra_cache *c, long long pos, long long *s,
 	*e = data_end_within(c, *s, ce);
 }
 
+/* Chunks a sequential reader is more than a chunk past go back to the
+ * pool now, not when the budget runs out: memory tracks the window. */
+static void drop_passed(struct ra_cache *c, const struct ra_stream *st)
+{
+	long long behind = st->next - (long long)c->cfg.chunk;
+	struct ra_entry *e, *nx;
+
+	for (e = c->head; e; e = nx) {
+		nx = e->next;
+		if (e->consumed && !e->refs && e->state == E_READY &&
+		    e->end <= behind)
+			entry_destroy(c, e);
+	}
+}
+
 static void prefetch(struct ra_cache *c, struct blob_source *src,
 		     struct ra_stream *st)
 {
@@ -486,7 +537,7 @@ static void prefetch(struct ra_cache *c, struct blob_source *src,
 			ce = c->len;
 		s = q / 512 * 512;
 		e = data_end_within(c, s, ce);
-		if (!make_room(c, (size_t)(e - s), false))
+		if (!make_room(c, buf_cap((size_t)(e - s)), false))
 			break;
 		if (!entry_fetch(c, src, s, e, true, &rc))
 			break;
@@ -537,7 +588,7 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 				ra_random_span(&c->cfg, pos,
 					       (size_t)(end - pos), c->len, &s,
 					       &x);
-			make_room(c, (size_t)(x - s), true);
+			make_room(c, buf_cap((size_t)(x - s)), true);
 			e = entry_fetch(c, src, s, x, false, &rc);
 			if (!e) {
 				pthread_mutex_unlock(&c->mu);
@@ -578,8 +629,10 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 			e->consumed = true;
 		entry_release(c, e);
 	}
-	if (seq)
+	if (seq) {
+		drop_passed(c, st);
 		prefetch(c, src, st);
+	}
 	pthread_mutex_unlock(&c->mu);
 	return (ssize_t)size;
 }

@@ -488,6 +488,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 static int build_request(struct xfer *x)
 {
 	struct blob_source *s = x->src;
+	struct curl_slist *h;
 	char hdr[128];
 	int rc = 0;
 
@@ -568,7 +569,14 @@ static int build_request(struct xfer *x)
 	if (rc)
 		return rc;
 	if (x->kind == X_GET) {
+		/* Range too (x-ms-range wins at Azure), so that a plain HTTP
+		 * server in front of the bytes (a cache, nginx) answers it */
 		x->req_start = x->off + x->got;
+		snprintf(hdr, sizeof(hdr), "Range: bytes=%lld-%lld",
+			 x->req_start, x->off + x->len - 1);
+		if (!(h = curl_slist_append(x->hdrs, hdr)))
+			return -ENOMEM;
+		x->hdrs = h;
 		snprintf(hdr, sizeof(hdr), "x-ms-range: bytes=%lld-%lld",
 			 x->req_start, x->off + x->len - 1);
 	} else if (x->kind == X_PAGELIST) {
