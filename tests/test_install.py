@@ -102,3 +102,22 @@ def test_mount_helper_is_valid_shell():
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, timeout=10)
     assert res.returncode == 0, res.stdout
+
+
+def test_deb_package_holds_binary_man_page_and_helper(tmp_path):
+    res = subprocess.run(["cpack", "-G", "DEB", "--config",
+                          str(build_dir() / "CPackConfig.cmake"),
+                          "-B", str(tmp_path)],
+                         cwd=build_dir(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout
+    debs = list(tmp_path.glob("rpfs_*.deb"))
+    assert len(debs) == 1, res.stdout
+    info = subprocess.run(["dpkg-deb", "-f", str(debs[0]), "Depends"],
+                          stdout=subprocess.PIPE, text=True).stdout
+    assert "fuse3" in info and "libcurl4" in info
+    files = subprocess.run(["dpkg-deb", "-c", str(debs[0])],
+                           stdout=subprocess.PIPE, text=True).stdout
+    for path in ("./usr/bin/rpfs", "./usr/sbin/mount.fuse.rpfs",
+                 "./usr/share/man/man1/rpfs.1"):
+        assert re.search(r" %s$" % re.escape(path), files, re.M), path
