@@ -180,10 +180,15 @@ class Mount:
         return self.proc.poll()
 
     def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """rpfs's stderr, then any sanitizer report files of a daemon."""
+        parts = []
+        for p in [self.log_path] + sorted(
+                self.log_path.parent.glob(self.log_path.name + ".san.*")):
+            try:
+                parts.append(p.read_text(errors="replace"))
+            except FileNotFoundError:
+                pass
+        return "".join(parts)
 
     def is_mounted(self):
         return os.path.ismount(self.path)
@@ -354,6 +359,11 @@ def rpfs(request, tmp_path, emulator):
             # mount.fuse3 runs "rpfs MNT -o OPTS" through /bin/sh and PATH.
             full_env["PATH"] = (os.path.dirname(os.path.abspath(rpfs_bin()))
                                 + os.pathsep + full_env.get("PATH", ""))
+            # A daemon's stderr is /dev/null: sanitizer reports go to
+            # files beside the log instead (see Mount.log_text).
+            for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+                full_env[var] = (full_env.get(var, "") + ":log_path=" +
+                                 str(log_path) + ".san").lstrip(":")
             olist = ["%s=%s" % kv for kv in opts] + [str(a) for a in
                                                     extra_args]
             cmd = [str(helper), source, str(mnt), "-o", ",".join(olist)]
