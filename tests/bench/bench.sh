@@ -7,7 +7,9 @@
 # Env: RPFS_BIN (default build/rpfs), BIG_GIB (dense disk, default 8),
 # RUNS (repetitions, default 3), PHASES (default "a b c d"), LINK_MIB (bytes read over the cloud-like
 # link, default 2048), FIO_SECONDS (default 20), RPFS_OPTS (extra -o
-# options for every mount, e.g. "-o max_readahead=1048576").
+# options for every mount), READ_AHEAD_KB (written to the mount's
+# /sys/class/bdi/MAJ:MIN/read_ahead_kb after mounting, as root; the kernel
+# sends FUSE reads of at most this size, 128 KiB by default).
 #
 # Job: the figures in docs/performance.md.  Setup: three disks (BIG_GIB
 # dense random, 1 GiB dense random, 8 GiB with 256 MiB of data in 16
@@ -91,12 +93,16 @@ NPID=""
 PPID_=""
 MPID=""
 cleanup() {
-	[ -n "$MPID" ] && { fusermount3 -u "$W/mnt" 2>/dev/null || true; }
-	for p in $PPID_ $EPID; do kill "$p" 2>/dev/null || true; done
-	[ -n "$NPID" ] && { kill "$NPID" 2>/dev/null || true; }
+	if [ -n "$MPID" ]; then
+		fusermount3 -u "$W/mnt" 2>/dev/null || true
+		wait "$MPID" 2>/dev/null || true
+	fi
+	for p in $PPID_ $EPID $NPID; do kill "$p" 2>/dev/null || true; done
+	MPID=""; PPID_=""; EPID=""; NPID=""
 	rm -rf "$W/secret"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 rm -f "$W/emu.out" "$W/state/endpoint.json"
 $PY "$REPO/tests/emulator/emulator.py" --state-dir "$W/state" --scenario "$W/scenario.json" \
@@ -190,6 +196,10 @@ mount_rpfs() { # extra options...
 	until mountpoint -q "$W/mnt"; do
 		i=$((i + 1)); [ $i -lt 300 ] || { log "rpfs did not mount"; exit 1; }; sleep 0.1
 	done
+	if [ -n "${READ_AHEAD_KB:-}" ]; then
+		echo "$READ_AHEAD_KB" > "/sys/class/bdi/$(mountpoint -d "$W/mnt")/read_ahead_kb" ||
+			log "cannot set read_ahead_kb"
+	fi
 }
 umount_rpfs() {
 	fusermount3 -u "$W/mnt"
@@ -246,7 +256,7 @@ grant big
 if [ -n "${HOLD:-}" ]; then # keep servers and a mount for manual runs
 	mount_rpfs
 	echo "HOLD: rpfs pid $MPID on $W/mnt; curl -K $W/secret/curl.cfg; kill $$ to end"
-	while :; do sleep 3600; done
+	while :; do sleep 3600 & wait $!; done
 fi
 if want a; then
 echo "== (a) loopback, sequential, big.vhd ($BIG_GIB GiB): MB/s"
