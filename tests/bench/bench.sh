@@ -192,9 +192,9 @@ mount_rpfs() { # extra options...
 	$RPFS -f --subscription "$SUB" --endpoint "$URL" --cafile "$CA" \
 		--token-file "$W/secret/token" -o linger_ms=0 $RPFS_OPTS "$@" "$W/mnt" 2>> "$W/rpfs.log" &
 	MPID=$!
-	i=0
+	mw=0
 	until mountpoint -q "$W/mnt"; do
-		i=$((i + 1)); [ $i -lt 300 ] || { log "rpfs did not mount"; exit 1; }; sleep 0.1
+		mw=$((mw + 1)); [ $mw -lt 300 ] || { log "rpfs did not mount"; exit 1; }; sleep 0.1
 	done
 	if [ -n "${READ_AHEAD_KB:-}" ]; then
 		echo "$READ_AHEAD_KB" > "/sys/class/bdi/$(mountpoint -d "$W/mnt")/read_ahead_kb" ||
@@ -209,7 +209,7 @@ umount_rpfs() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 F() { printf '%s/mnt/rg-bench/c/rp/%s.vhd' "$W" "$1"; }
-mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f", b / t / 1e6}'; }
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f\n", b / t / 1e6}'; }
 
 # rpfs_read DISK [dd args] -> "MB/s cpu_s_per_GiB hwm_MiB"
 rpfs_read() {
@@ -232,7 +232,7 @@ curl_one() { # [range] -> MB/s
 		awk '{printf "%.0f\n", $1 / $2 / 1e6}'
 }
 curl_parallel() { # N TOTAL_BYTES -> MB/s
-	n=$1; total=$2; part=$((total / n)); j=0
+	n=$1; total=$2; part=$((total / n)); j=0 # j: only here
 	pids=""
 	t0=$(now)
 	while [ $j -lt "$n" ]; do
