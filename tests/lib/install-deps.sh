@@ -93,6 +93,10 @@ rpfs_install_node_deps()
 rpfs_ensure_fuse()
 {
 	if [ ! -e /dev/fuse ]; then
+		if ! command -v modprobe >/dev/null 2>&1 &&
+		   [ ! -x /sbin/modprobe ]; then
+			rpfs_install_deps kmod || true
+		fi
 		rpfs_as_root modprobe fuse 2>/dev/null ||
 			rpfs_as_root /sbin/modprobe fuse 2>/dev/null || true
 	fi
