@@ -94,6 +94,13 @@ def test_missing_subscription_is_a_clear_error(tmp_path):
     assert not os.path.ismount(mnt)
 
 
+def test_no_arguments_fails_and_points_to_help():
+    res = run()
+    assert res.returncode != 0
+    text = (res.stdout + res.stderr).lower()
+    assert "usage" in text or "--help" in text, text
+
+
 def test_missing_mountpoint_is_a_clear_error():
     res = run("--subscription=00000000-0000-0000-0000-000000000001")
     assert_refused(res, "mountpoint")
