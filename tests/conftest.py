@@ -9,14 +9,18 @@ reads like a user's session (the libfuse test-suite model).
   emulator        function: an Emulator with the default scenario, stopped at
                   teardown.
   start_emulator  function: factory for extra emulators or other scenarios,
-                  start_emulator(scenario=None) -> Emulator, all stopped at
-                  teardown.
+                  start_emulator(scenario=None, blob_backend="emulator")
+                  -> Emulator, all stopped at teardown.
+  emulator_any    function, parametrised: the default scenario with blobs
+                  served by the emulator, then by Azurite.
   rpfs            function: factory that mounts rpfs against an emulator:
                     m = rpfs(*extra_args, auth="token-file",
                              resource_group=None, env=None,
-                             expect_fail=False, emu=None)
+                             expect_fail=False, emu=None,
+                             subscription=<emulator's>|None|"ID",
+                             style="long"|"o", helper=None, source="rpfs")
                   The Mount has .path .proc .token_file .log_path .cmd
-                  .returncode, .log_text(), .unmount().
+                  .returncode, .log_text(), .unmount(), .check_exit.
 
 Invariants:
   - A failure to build images, start the emulator or start rpfs fails the
