@@ -66,6 +66,7 @@ struct ra_cache {
 	long long len;
 	struct pagemap pm;
 	struct ra_entry *head;
+	size_t nentries; /* on the list */
 	size_t bytes;
 	int inflight, pf_inflight;
 	unsigned long long tick;
@@ -83,6 +84,9 @@ struct ra_cache {
  * g_bytes counts buffers in use by capacity.
  */
 #define BIG_MIN (256 * KiB)
+/* Lookups scan the list: keep it short.  Small random-read entries are
+ * what would grow it; the kernel's page cache holds those pages anyway. */
+#define RA_MAX_ENTRIES 128
 
 static atomic_size_t g_bytes;
 static atomic_size_t g_cap = 128 * MiB;
@@ -181,7 +185,7 @@ void ra_config_defaults(struct ra_config *cfg)
 	if (cfg->window_min > cfg->window_max)
 		cfg->window_min = cfg->window_max;
 	if (!cfg->unit)
-		cfg->unit = 64 * KiB;
+		cfg->unit = 4 * KiB;
 	cfg->unit = align_up(cfg->unit, 512);
 	if (cfg->parallel <= 0)
 		cfg->parallel = 8;
@@ -279,6 +283,7 @@ static void entry_unlink(struct ra_cache *c, struct ra_entry *e)
 {
 	if (!e->linked)
 		return;
+	c->nentries--;
 	if (e->prev)
 		e->prev->next = e->next;
 	else
@@ -324,12 +329,10 @@ void ra_cache_free(struct ra_cache *c)
 	free(c);
 }
 
-static void entry_done(void *arg, const struct blob_result *res)
+/* A fetch ended.  c->mu held. */
+static void entry_complete(struct ra_cache *c, struct ra_entry *e,
+			   const struct blob_result *res)
 {
-	struct ra_entry *e = arg;
-	struct ra_cache *c = e->c;
-
-	pthread_mutex_lock(&c->mu);
 	c->inflight--;
 	if (e->prefetched)
 		c->pf_inflight--;
@@ -343,6 +346,15 @@ static void entry_done(void *arg, const struct blob_result *res)
 	if (!e->linked && e->refs == 0)
 		entry_destroy(c, e);
 	pthread_cond_broadcast(&c->cv);
+}
+
+static void entry_done(void *arg, const struct blob_result *res)
+{
+	struct ra_entry *e = arg;
+	struct ra_cache *c = e->c;
+
+	pthread_mutex_lock(&c->mu);
+	entry_complete(c, e, res);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -398,6 +410,7 @@ static int victim_rank(const struct ra_cache *c, const struct ra_entry *e,
 static bool make_room(struct ra_cache *c, size_t need, bool demand)
 {
 	while (c->bytes + need > cache_budget(c) ||
+	       c->nentries >= RA_MAX_ENTRIES ||
 	       atomic_load(&g_bytes) + need > atomic_load(&g_cap)) {
 		struct ra_entry *v = NULL;
 		int vr = 99;
@@ -419,9 +432,13 @@ static bool make_room(struct ra_cache *c, size_t need, bool demand)
 	return true;
 }
 
+/*
+ * A new entry for [s, e), in flight.  queue: hand it to the engine now;
+ * else the caller fetches it itself (blob_read_direct) and completes it.
+ */
 static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 				    long long s, long long e, bool prefetched,
-				    int *rc)
+				    bool queue, int *rc)
 {
 	struct ra_entry *n = calloc(1, sizeof(*n));
 
@@ -439,8 +456,9 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 	n->state = E_INFLIGHT;
 	n->prefetched = prefetched;
 	n->used = c->tick;
-	*rc = blob_read_async(c->eng, src, s, (size_t)(e - s), c->len, n->buf,
-			      c, entry_done, n);
+	*rc = queue ? blob_read_async(c->eng, src, s, (size_t)(e - s), c->len,
+				      n->buf, c, entry_done, n)
+		    : 0;
 	if (*rc) {
 		buf_put(n->buf, n->cap);
 		free(n);
@@ -448,6 +466,7 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 	}
 	c->bytes += n->cap;
 	n->linked = true;
+	c->nentries++;
 	n->next = c->head;
 	if (c->head)
 		c->head->prev = n;
@@ -539,7 +558,7 @@ static void prefetch(struct ra_cache *c, struct blob_source *src,
 		e = data_end_within(c, s, ce);
 		if (!make_room(c, buf_cap((size_t)(e - s)), false))
 			break;
-		if (!entry_fetch(c, src, s, e, true, &rc))
+		if (!entry_fetch(c, src, s, e, true, true, &rc))
 			break;
 		covered += e - s;
 		q = e;
@@ -589,12 +608,27 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 					       (size_t)(end - pos), c->len, &s,
 					       &x);
 			make_room(c, buf_cap((size_t)(x - s)), true);
-			e = entry_fetch(c, src, s, x, false, &rc);
+			/* a sequential reader's chunk goes to the engine with
+			 * its read-ahead; a random read is fetched right here
+			 */
+			e = entry_fetch(c, src, s, x, false, seq, &rc);
 			if (!e) {
 				pthread_mutex_unlock(&c->mu);
 				rp_err_set(err, 0, "ReadFailed",
 					   "could not queue a blob read");
 				return rc;
+			}
+			if (!seq) {
+				struct blob_result res;
+
+				e->refs++;
+				pthread_mutex_unlock(&c->mu);
+				blob_read_direct(c->eng, src, s,
+						 (size_t)(x - s), c->len,
+						 e->buf, &res);
+				pthread_mutex_lock(&c->mu);
+				e->refs--;
+				entry_complete(c, e, &res);
 			}
 		}
 		e->refs++;

@@ -6,8 +6,8 @@
  * the blob engine), from the page map (holes read as zeros, no transfer),
  * or by fetching: a sequential reader gets whole chunks and a read-ahead
  * window of further chunks in flight that doubles while the reader keeps
- * coming back, up to window_max; a random reader gets only the small
- * aligned span around its read.  Memory: entries of one cache stay within
+ * coming back, up to window_max; a random reader gets only the span of
+ * its read, aligned to 4 KiB, fetched on its own thread (no hand-off).  Memory: entries of one cache stay within
  * window_max + 2 chunks (demand reads may pass it briefly), and all caches
  * together within a global cap (ra_global_set_cap); read-ahead is skipped,
  * never waited for, when a bound is reached.
@@ -28,7 +28,7 @@ struct ra_config {
 	size_t chunk;	    /* sequential fetch size (512-aligned); 4 MiB */
 	size_t window_min;  /* first read-ahead window; 2 chunks */
 	size_t window_max;  /* largest window; 64 MiB */
-	size_t unit;	    /* random reads fetch this alignment; 64 KiB */
+	size_t unit;	    /* random reads fetch this alignment; 4 KiB */
 	int parallel;	    /* read-ahead fetches in flight; 8 */
 	bool off;	    /* no read-ahead at all (readahead=0) */
 	size_t map_extents; /* page map cap; 0 = default */

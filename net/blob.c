@@ -35,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -153,6 +154,8 @@ struct worker;
 struct xfer {
 	struct xfer *next, *prev; /* queue or active list of w */
 	struct worker *w;
+	struct blob_engine *e;
+	bool direct; /* runs on the caller's thread with its own handle */
 	enum xfer_kind kind;
 	struct blob_source *src; /* a reference */
 	void *owner;
@@ -273,10 +276,9 @@ static void attempt_cleanup(struct xfer *x)
 {
 	struct curl_slist *h;
 
-	if (x->easy) {
+	if (x->easy && !x->direct)
 		curl_easy_cleanup(x->easy);
-		x->easy = NULL;
-	}
+	x->easy = NULL;
 	for (h = x->hdrs; h; h = h->next)
 		explicit_bzero(h->data, strlen(h->data));
 	curl_slist_free_all(x->hdrs);
@@ -477,7 +479,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 	}
 	memcpy(x->buf + x->got, p, n);
 	x->got += (long long)n;
-	atomic_fetch_add(&x->w->e->n_bytes, n);
+	atomic_fetch_add(&x->e->n_bytes, n);
 	return n;
 }
 
@@ -595,10 +597,38 @@ static int build_request(struct xfer *x)
 	return 0;
 }
 
-static int start_attempt(struct worker *w, struct xfer *x)
+/*
+ * The same trust as http.c's policy (system CAs plus the configured
+ * cafile), given as a file and the system's hashed CA directory instead
+ * of one in-memory PEM bundle: libcurl clones and compares a CA blob on
+ * every transfer while it looks for a connection to reuse (about 220 KB
+ * copied and compared per request), which made a 4 KiB read cost more
+ * CPU than its TLS.  Without the directory the blob stays.
+ */
+static void blob_trust(CURL *c)
 {
-	struct blob_engine *e = w->e;
-	CURL *c;
+	const struct http_config *hc = http_config_get();
+	static const char sysdir[] = "/etc/ssl/certs";
+	static atomic_int have_dir = -1;
+	int d = atomic_load(&have_dir);
+
+	if (!hc || !hc->cafile)
+		return;
+	if (d < 0) {
+		d = access(sysdir, R_OK | X_OK) == 0;
+		atomic_store(&have_dir, d);
+	}
+	if (!d)
+		return;
+	curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, NULL);
+	curl_easy_setopt(c, CURLOPT_CAINFO, hc->cafile);
+	curl_easy_setopt(c, CURLOPT_CAPATH, sysdir);
+}
+
+/* Prepare one attempt of x on handle c (fresh, or a reused one after
+ * curl_easy_reset). */
+static int setup_attempt(struct blob_engine *e, struct xfer *x, CURL *c)
+{
 	int rc;
 
 	x->checked = x->error_body = false;
@@ -618,10 +648,9 @@ static int start_attempt(struct worker *w, struct xfer *x)
 		if (!x->pp)
 			return -ENOMEM;
 	}
-	c = x->easy = curl_easy_init();
-	if (!c)
-		return -ENOMEM;
+	x->easy = c;
 	http_setup_easy(c);
+	blob_trust(c);
 	curl_easy_setopt(c, CURLOPT_URL, x->url);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -639,9 +668,24 @@ static int start_attempt(struct worker *w, struct xfer *x)
 	curl_easy_setopt(c, CURLOPT_SHARE, e->share);
 	if (x->kind == X_HEAD)
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	atomic_fetch_add(&e->n_requests, 1);
+	return 0;
+}
+
+static int start_attempt(struct worker *w, struct xfer *x)
+{
+	CURL *c = curl_easy_init();
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	rc = setup_attempt(w->e, x, c);
+	if (rc) {
+		x->easy = c; /* attempt_cleanup frees it */
+		return rc;
+	}
 	if (curl_multi_add_handle(w->multi, c) != CURLM_OK)
 		return -EIO;
-	atomic_fetch_add(&e->n_requests, 1);
 	return 0;
 }
 
@@ -771,31 +815,28 @@ static void enqueue(struct worker *w, struct xfer *x)
 	curl_multi_wakeup(w->multi);
 }
 
-static void attempt_done(struct worker *w, struct xfer *x, CURLcode cc)
+/*
+ * After an attempt that ended with status st: 1 when x is finished (res
+ * filled; failures logged), 0 when it should be tried again after
+ * *delay_ms (transient failure, within the policy bounds).
+ */
+static int judge(struct xfer *x, CURLcode cc, long st, long *delay_ms)
 {
-	struct blob_engine *e = w->e;
-	long st = 0;
+	struct blob_engine *e = x->e;
 	char red[256];
+	long long now;
 
-	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
-	curl_multi_remove_handle(w->multi, x->easy);
-	atomic_fetch_sub(&e->running, 1);
 	if (classify(x, cc, st)) {
 		if (x->res.status != BLOB_OK)
 			log_debug("blob: %s failed: HTTP %ld %s: %s",
 				  log_redact_url(x->url, red, sizeof(red)), st,
 				  x->res.err.code, x->res.err.message);
-		attempt_cleanup(x);
-		atomic_fetch_sub(&w->load, 1);
-		xfer_finish(x);
-		return;
+		return 1;
 	}
-	/* transient: back off and go again, within the policy bounds */
-	long delay = http_backoff_ms(x->attempt, x->retry_after_ms);
-	long long now = mono_ms();
-
+	*delay_ms = http_backoff_ms(x->attempt, x->retry_after_ms);
+	now = mono_ms();
 	if (x->attempt >= e->max_retries ||
-	    now + delay - x->first_ms > e->max_retry_total_ms) {
+	    now + *delay_ms - x->first_ms > e->max_retry_total_ms) {
 		log_warn("blob: giving up on %s after %d attempts: %s %s",
 			 log_redact_url(x->url, red, sizeof(red)),
 			 x->attempt + 1, x->res.err.code, x->res.err.message);
@@ -803,18 +844,31 @@ static void attempt_done(struct worker *w, struct xfer *x, CURLcode cc)
 		x->res.error = -EIO;
 		if (!x->res.err.http_status && st >= 300)
 			x->res.err.http_status = (int)st;
+		return 1;
+	}
+	log_info("blob: retrying %s in %ld ms (attempt %d): HTTP %ld %s %s",
+		 log_redact_url(x->url, red, sizeof(red)), *delay_ms,
+		 x->attempt + 1, st, x->res.err.code, x->res.err.message);
+	x->attempt++;
+	atomic_fetch_add(&e->n_retries, 1);
+	return 0;
+}
+
+static void attempt_done(struct worker *w, struct xfer *x, CURLcode cc)
+{
+	long st = 0, delay = 0;
+
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
+	curl_multi_remove_handle(w->multi, x->easy);
+	atomic_fetch_sub(&w->e->running, 1);
+	if (judge(x, cc, st, &delay)) {
 		attempt_cleanup(x);
 		atomic_fetch_sub(&w->load, 1);
 		xfer_finish(x);
 		return;
 	}
-	log_info("blob: retrying %s in %ld ms (attempt %d): HTTP %ld %s %s",
-		 log_redact_url(x->url, red, sizeof(red)), delay,
-		 x->attempt + 1, st, x->res.err.code, x->res.err.message);
 	attempt_cleanup(x);
-	x->attempt++;
-	x->not_before_ms = now + delay;
-	atomic_fetch_add(&e->n_retries, 1);
+	x->not_before_ms = mono_ms() + delay;
 	pthread_mutex_lock(&w->mu);
 	list_push_tail(&w->queue, x);
 	pthread_mutex_unlock(&w->mu);
@@ -1036,6 +1090,7 @@ static struct xfer *xfer_new(struct blob_engine *e, enum xfer_kind kind,
 	if (!x)
 		return NULL;
 	x->kind = kind;
+	x->e = e;
 	blob_source_ref(src);
 	x->src = src;
 	x->owner = owner;
@@ -1044,7 +1099,6 @@ static struct xfer *xfer_new(struct blob_engine *e, enum xfer_kind kind,
 	x->total = -1;
 	x->first_ms = mono_ms();
 	x->retry_after_ms = -1;
-	(void)e;
 	return x;
 }
 
@@ -1226,4 +1280,96 @@ int blob_page_ranges(struct blob_engine *e, struct blob_source *src,
 	} while (marker && ++pages < 100000);
 	free(marker);
 	return 0;
+}
+
+/* ---- reads on the caller's thread ---- */
+
+/*
+ * A small read that a reader waits for costs two thread hand-offs on the
+ * engine (to the worker and back), which under load is most of its
+ * latency.  So it runs here instead, on a curl handle kept per thread:
+ * the handle keeps its connection alive between reads, as http.c does.
+ */
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static bool tl_ok;
+
+static void tl_destroy(void *p)
+{
+	curl_easy_cleanup(p);
+}
+
+static void tl_init(void)
+{
+	tl_ok = pthread_key_create(&tl_key, tl_destroy) == 0;
+}
+
+static CURL *tl_handle(void)
+{
+	CURL *c;
+
+	pthread_once(&tl_once, tl_init);
+	if (!tl_ok)
+		return NULL;
+	c = pthread_getspecific(tl_key);
+	if (c)
+		return c;
+	c = curl_easy_init();
+	if (c && pthread_setspecific(tl_key, c)) {
+		curl_easy_cleanup(c);
+		c = NULL;
+	}
+	return c;
+}
+
+int blob_read_direct(struct blob_engine *e, struct blob_source *src,
+		     long long off, size_t len, long long total, char *buf,
+		     struct blob_result *res)
+{
+	CURL *c = tl_handle();
+	struct xfer *x;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if (!len || off < 0 || (total >= 0 && off + (long long)len > total))
+		return res->error = -EINVAL;
+	if (!c)
+		return blob_read(e, src, off, len, total, buf, res);
+	x = xfer_new(e, X_GET, src, NULL, NULL, NULL);
+	if (!x)
+		return res->error = -ENOMEM;
+	x->direct = true;
+	x->off = off;
+	x->len = (long long)len;
+	x->total = total;
+	x->buf = buf;
+	for (;;) {
+		long st = 0, delay = 0;
+		CURLcode cc;
+		struct timespec ts;
+
+		/* no curl_easy_reset: every option is set again below */
+		rc = setup_attempt(e, x, c);
+		if (rc) {
+			x->res.status = BLOB_FAILED;
+			x->res.error = rc;
+			rp_err_set(&x->res.err, 0, "RequestSetup",
+				   "could not start the request");
+			break;
+		}
+		cc = curl_easy_perform(c);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+		if (judge(x, cc, st, &delay))
+			break;
+		attempt_cleanup(x);
+		ts.tv_sec = delay / 1000;
+		ts.tv_nsec = (delay % 1000) * 1000000;
+		nanosleep(&ts, NULL);
+	}
+	*res = x->res;
+	res->gen = x->gen;
+	res->had_bearer = x->had_bearer;
+	rc = res->error;
+	xfer_free(x);
+	return rc;
 }

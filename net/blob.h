@@ -160,6 +160,16 @@ void blob_engine_cancel(struct blob_engine *e, void *owner);
 int blob_read(struct blob_engine *e, struct blob_source *src, long long off,
 	      size_t len, long long total, char *buf, struct blob_result *res);
 
+/*
+ * Like blob_read, but on the calling thread with a curl handle (and its
+ * keep-alive connection) kept per thread: no hand-off to the engine, so
+ * the lowest latency for a small read someone waits for.  Same checks
+ * and retries.
+ */
+int blob_read_direct(struct blob_engine *e, struct blob_source *src,
+		     long long off, size_t len, long long total, char *buf,
+		     struct blob_result *res);
+
 /* Get Blob Properties: the blob's length. */
 int blob_head(struct blob_engine *e, struct blob_source *src, long long *length,
 	      struct blob_result *res);

@@ -156,7 +156,7 @@ static void test_defaults_and_alignment(void)
 	CHECK_INT(c.chunk, 4 * MiB);
 	CHECK_INT(c.window_min, 8 * MiB);
 	CHECK_INT(c.window_max, 64 * MiB);
-	CHECK_INT(c.unit, 64 * KiB);
+	CHECK_INT(c.unit, 4 * KiB);
 	CHECK_INT(c.parallel, 8);
 	c = (struct ra_config){.chunk = 1000000, .window_max = 100};
 	ra_config_defaults(&c);
@@ -246,13 +246,20 @@ static void test_random_read_fetches_a_small_aligned_span(void)
 	struct ra_config c = cfg_default();
 	long long s, e;
 
+	/* a 4 KiB read fetches its page, not a chunk */
+	ra_random_span(&c, 5 * MiB + 4096, 4096, 1 * GiB, &s, &e);
+	CHECK_INT(s, 5 * MiB + 4096);
+	CHECK_INT(e, 5 * MiB + 8192);
+	/* unaligned and straddling a page boundary: both pages */
+	ra_random_span(&c, 64 * KiB - 512, 1024, 1 * GiB, &s, &e);
+	CHECK_INT(s, 60 * KiB);
+	CHECK_INT(e, 68 * KiB);
+	/* a larger unit widens the span to it */
+	c.unit = 64 * KiB;
 	ra_random_span(&c, 5 * MiB + 4096, 4096, 1 * GiB, &s, &e);
 	CHECK_INT(s, 5 * MiB);
 	CHECK_INT(e, 5 * MiB + 64 * KiB);
-	/* straddling a unit boundary: both units */
-	ra_random_span(&c, 64 * KiB - 512, 1024, 1 * GiB, &s, &e);
-	CHECK_INT(s, 0);
-	CHECK_INT(e, 128 * KiB);
+	c.unit = 4 * KiB;
 	/* a 1 MiB FUSE read: its own size */
 	ra_random_span(&c, 3 * MiB, 1 * MiB, 1 * GiB, &s, &e);
 	CHECK_INT(e - s, 1 * MiB);
