@@ -600,6 +600,7 @@ struct disk_mgr *disk_mgr_new(struct az *az, const struct disk_config *cfg)
 	struct disk_mgr *m = calloc(1, sizeof(*m));
 	struct blob_engine_config ec = {0};
 	pthread_condattr_t ca;
+	long ncpu;
 
 	if (!m)
 		return NULL;
@@ -620,6 +621,9 @@ struct disk_mgr *disk_mgr_new(struct az *az, const struct disk_config *cfg)
 			      : m->ra.window_max + 4 * m->ra.chunk);
 	ec.max_connections = 4 * m->ra.parallel + 8;
 	ec.stall_timeout_s = m->cfg.stall_timeout_s;
+	/* one worker decrypts ~1 GB/s; more help only with cores to spare */
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ec.threads = ncpu >= 4 ? (int)(ncpu / 2 < 4 ? ncpu / 2 : 4) : 1;
 	m->eng = blob_engine_new(&ec);
 	if (!m->eng) {
 		free(m);

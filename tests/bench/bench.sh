@@ -254,6 +254,14 @@ cat "$W/img/big.vhd" "$W/img/one.vhd" > /dev/null
 # ---- (a) loopback -------------------------------------------------------------
 grant big
 if [ -n "${HOLD:-}" ]; then # keep servers and a mount for manual runs
+	if [ "$HOLD" = link ]; then # ... behind the cloud-like link
+		nginx_conf "$NPORT2"
+		nginx -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" -s reload
+		sleep 1
+		$PY "$HERE/linkproxy.py" "$NPORT" "$NPORT2" --rtt-ms 20 --mbps 100 > "$W/proxy.out" &
+		PPID_=$!
+		sleep 0.5
+	fi
 	mount_rpfs
 	echo "HOLD: rpfs pid $MPID on $W/mnt; curl -K $W/secret/curl.cfg; kill $$ to end"
 	while :; do sleep 3600 & wait $!; done
