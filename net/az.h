@@ -167,12 +167,7 @@ int az_grant_access(struct az *az, const char *drp_id, int duration_s,
 /* EndGetAccess, waiting for it to finish. */
 int az_revoke_access(struct az *az, const char *drp_id, struct rp_err *err);
 
-/* PUT a managed disk with createOption Restore from a disk restore point,
- * waiting for it; *disk_id receives the new disk's id. */
-int az_create_disk_from_drp(struct az *az, const char *rg,
-			    const char *disk_name, const char *location,
-			    const char *drp_id, char **disk_id,
-			    struct rp_err *err);
+/* Restoring managed disks from disk restore points: see az_restore.h. */
 
 /* Case-insensitive id comparison, ignoring a trailing '/'. */
 bool az_id_equal(const char *a, const char *b);
