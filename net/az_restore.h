@@ -6,11 +6,11 @@
  * Why beside az.h: the mount never restores, and a restore needs what
  * the mount's az handle does not have: the SKU is the user's choice, an
  * existing disk of the same name must be refused rather than PUT over,
- * and the subscription comes from the command line or from the source id. Built
- * on arm.h like az.c, with the same conventions: ids used as Azure returned
- * them, names escaped with arm_escape, 0 or a negative errno with err holding
- * Azure's code and message.  A struct az_restore is immutable after
- * az_restore_new and thread-safe (arm and auth are).
+ * and the subscription comes from the command line or from the source
+ * id.  Built on arm.h like az.c, with the same conventions: ids used as
+ * Azure returned them, names escaped with arm_escape, 0 or a negative
+ * errno with err holding Azure's code and message.  A struct az_restore
+ * is immutable after az_restore_new and thread-safe (arm and auth are).
  */
 #ifndef RPFS_AZ_RESTORE_H
 #define RPFS_AZ_RESTORE_H
