@@ -150,6 +150,46 @@ static const char *names_disk_base(const struct az_disk *d)
 	return names_drp_name(d);
 }
 
+static bool names_taken(char **list, size_t n, size_t self, const char *name)
+{
+	for (size_t j = 0; j < n; j++)
+		if (j != self && list[j] && strcasecmp(list[j], name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A disk's own name can still equal another disk's DRP name after the
+ * renaming above.  Every disk must stay reachable, so a later duplicate
+ * becomes "<name>~<k>.vhd" with the smallest free k.
+ */
+static int names_make_unique(char **out, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		bool earlier = false;
+
+		for (size_t j = 0; j < i && !earlier; j++)
+			earlier = strcasecmp(out[i], out[j]) == 0;
+		if (!earlier)
+			continue;
+		size_t stem = strlen(out[i]) - strlen(".vhd");
+		for (unsigned k = 1;; k++) {
+			char *alt;
+
+			if (asprintf(&alt, "%.*s~%u.vhd", (int)stem, out[i],
+				     k) < 0)
+				return -ENOMEM;
+			if (!names_taken(out, n, i, alt)) {
+				free(out[i]);
+				out[i] = alt;
+				break;
+			}
+			free(alt);
+		}
+	}
+	return 0;
+}
+
 int names_disk_files(const struct az_disk *disks, size_t n, char ***files)
 {
 	char **out = calloc(n ? n : 1, sizeof(*out));
@@ -178,6 +218,10 @@ int names_disk_files(const struct az_disk *disks, size_t n, char ***files)
 			names_list_free(out, n);
 			return -ENOMEM;
 		}
+	}
+	if (names_make_unique(out, n)) {
+		names_list_free(out, n);
+		return -ENOMEM;
 	}
 	*files = out;
 	return 0;

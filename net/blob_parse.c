@@ -295,6 +295,11 @@ static void pl_range_done(struct blob_pl_parser *p)
 		pl_fail(p, -EIO, "PageRange without Start or End");
 		return;
 	}
+	/* End is inclusive: End + 1 must not overflow (no blob is that big). */
+	if (p->end >= LLONG_MAX - 512) {
+		pl_fail(p, -EIO, "PageRange End out of range");
+		return;
+	}
 	if (p->end < p->start || p->start % 512 || (p->end + 1) % 512) {
 		pl_fail(p, -EIO, "PageRange not 512-aligned or inverted");
 		return;
