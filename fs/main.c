@@ -352,6 +352,8 @@ static int main_build(const struct main_opts *o, const struct main_tuning *t,
 
 static void main_teardown(struct main_world *w)
 {
+	/* Handles left open by a lazy unmount go first: they hold disks. */
+	ops_handles_free_all();
 	/* Ends every read grant (EndGetAccess) before the client goes. */
 	if (w->disks)
 		disk_mgr_free(w->disks);

@@ -59,7 +59,13 @@ struct ops_handle {
 			   applied, and flush repeats the error */
 	struct tree_path p;
 	char *path;
+	struct ops_handle *prev, *next; /* the open list (ops_file.c) */
 };
+
+/* Free the handles the kernel never released (an unmount with files
+ * still open): main calls it after the loop ends, before the disk
+ * manager goes, so no disk handle outlives its manager. */
+void ops_handles_free_all(void);
 
 /* Largest metadata write accepted (a tags file of 50 long tags fits). */
 #define OPS_WRITE_MAX (64 * 1024)

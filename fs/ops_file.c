@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +31,46 @@
 #include "names.h"
 #include "ops.h"
 
+/*
+ * Every handle is on one list, so that the ones the kernel never
+ * released (a lazy unmount with files open) are still freed at exit.
+ * open_mu guards the list only.
+ */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ops_handle *open_list;
+
+static void ops_handle_unlink(struct ops_handle *h)
+{
+	pthread_mutex_lock(&open_mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (open_list == h)
+		open_list = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+	pthread_mutex_unlock(&open_mu);
+}
+
+void ops_handles_free_all(void)
+{
+	for (;;) {
+		struct ops_handle *h;
+
+		pthread_mutex_lock(&open_mu);
+		h = open_list;
+		pthread_mutex_unlock(&open_mu);
+		if (!h)
+			break;
+		ops_handle_free(h);
+	}
+}
+
 void ops_handle_free(struct ops_handle *h)
 {
 	if (!h)
 		return;
+	ops_handle_unlink(h);
 	if (h->disk)
 		disk_close(h->disk);
 	free(h->buf);
@@ -53,6 +90,12 @@ struct ops_handle *ops_handle_new(const char *path, const struct tree_path *p)
 		return NULL;
 	}
 	h->p = *p;
+	pthread_mutex_lock(&open_mu);
+	h->next = open_list;
+	if (open_list)
+		open_list->prev = h;
+	open_list = h;
+	pthread_mutex_unlock(&open_mu);
 	return h;
 }
 
