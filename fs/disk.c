@@ -33,73 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../net/blob.h"
 #include "../net/log.h"
-#include "disk.h"
-#include "readahead.h"
-
-#define GiB (1024LL * 1024 * 1024)
-#define MAP_WINDOW GiB	    /* x-ms-range of one page-list request */
-#define MAP_BUDGET_MS 20000 /* at open; past it the rest counts as data */
-#define READ_FIXES_MAX 8    /* auth fix-ups in one operation, all kinds */
-
-enum disk_state { D_GRANTING, D_READY, D_REVOKING };
-
-struct disk {
-	struct disk *next;
-	struct disk_mgr *m;
-	char *drp_id;
-	enum disk_state state;
-	int nopen;
-	bool renewing;
-	long long linger_at; /* monotonic ms; 0: none */
-	long long renew_at;  /* monotonic ms; 0: none */
-	long long len;
-	struct blob_source *src;
-	struct ra_cache *cache;
-	pthread_mutex_t grant_mu;
-};
-
-struct disk_handle {
-	struct disk *d;
-	struct ra_streams streams; /* guarded by the cache's lock */
-};
-
-struct disk_known {
-	struct disk_known *next;
-	char *drp_id;
-	long long size, allocated;
-};
-
-struct disk_mgr {
-	struct az *az;
-	struct auth *auth;
-	struct disk_config cfg;
-	struct ra_config ra;
-	struct blob_engine *eng;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct disk *disks;
-	struct disk_known *known;
-	pthread_t th;
-	bool stop, th_started;
-};
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The name part of an id, for log lines. */
-static const char *short_id(const char *id)
-{
-	const char *s = strrchr(id, '/');
-
-	return s && s[1] ? s + 1 : id;
-}
+#include "disk_int.h"
 
 static struct disk *find_disk(struct disk_mgr *m, const char *drp_id)
 {
@@ -140,203 +75,6 @@ static void remember(struct disk_mgr *m, struct disk *d)
 		k->allocated = ra_map_allocated(d->cache);
 }
 
-/* ---- grants ---- */
-
-/* Turn a refused BeginGetAccess into the errno the contract promises. */
-static int grant_errno(struct disk *d, int rc, const struct rp_err *err)
-{
-	const char *name = short_id(d->drp_id);
-
-	if (err && err->http_status == 409) {
-		if (strcasestr(err->message, "SAS") ||
-		    strcasestr(err->message, "maximum number")) {
-			log_error(
-			    "disk %s: Azure refuses another read grant on "
-			    "this disk's snapshot family (%s: %s); close "
-			    "other files of the same disk and retry",
-			    name, err->code, err->message);
-			return -EBUSY;
-		}
-		log_error("disk %s: not readable yet (%s: %s)", name, err->code,
-			  err->message);
-		return -EAGAIN;
-	}
-	log_error("disk %s: BeginGetAccess failed: %s (%s%s%s)", name,
-		  strerror(-rc), err && err->code[0] ? err->code : "no code",
-		  err && err->message[0] ? ": " : "", err ? err->message : "");
-	return rc;
-}
-
-/* When to renew: well before `se`, leaving time for the grant itself. */
-static void plan_renewal(struct disk *d)
-{
-	struct disk_mgr *m = d->m;
-	time_t se = blob_source_expiry(d->src), now = time(NULL);
-	double life = se > now ? (double)(se - now) : m->cfg.sas_duration_s;
-	double margin = life * 0.2, half = life * 0.5;
-
-	if (half > 300)
-		half = 300;
-	if (margin < half)
-		margin = half;
-	pthread_mutex_lock(&m->mu);
-	d->renew_at = mono_ms() + (long long)((life - margin) * 1000);
-	pthread_cond_broadcast(&m->cv);
-	pthread_mutex_unlock(&m->mu);
-}
-
-/* BeginGetAccess and install the SAS.  d->grant_mu held by the caller. */
-static int do_grant(struct disk *d, struct rp_err *err)
-{
-	struct secret sas = {0};
-	int rc;
-
-	rc = az_grant_access(d->m->az, d->drp_id, d->m->cfg.sas_duration_s,
-			     &sas, err);
-	if (rc)
-		return grant_errno(d, rc, err);
-	rc = blob_source_set_sas(d->src, &sas);
-	secret_clear(&sas);
-	if (rc) {
-		rp_err_set(err, 0, "BadSAS",
-			   "the grant returned no usable URL");
-		return -EIO;
-	}
-	plan_renewal(d);
-	return 0;
-}
-
-/* Get a bearer token for the disk audience.  d->grant_mu held. */
-static int do_token(struct disk *d, bool had_bearer, struct rp_err *err)
-{
-	struct secret tok = {0};
-	int rc;
-
-	if (!d->m->auth) {
-		rp_err_set(err, 401, "NoCredential",
-			   "the disk requires an Entra ID token and no "
-			   "credential is configured for blob reads");
-		return -EACCES;
-	}
-	if (had_bearer)
-		auth_invalidate(d->m->auth, AUTH_RESOURCE_DISK);
-	rc = auth_token(d->m->auth, AUTH_RESOURCE_DISK, &tok, err);
-	if (rc)
-		return rc;
-	rc = blob_source_set_bearer(d->src, &tok);
-	secret_clear(&tok);
-	if (!rc)
-		log_info("disk %s: reading with an Entra ID token (disk "
-			 "requires it)",
-			 short_id(d->drp_id));
-	return rc;
-}
-
-struct fixes {
-	int n, regrants, tokens;
-};
-
-/*
- * React to BLOB_EXPIRED / BLOB_NEED_TOKEN: re-grant or fetch a token, once
- * each per operation, unless someone already did since the failure.
- * Returns 0 to retry, or -errno (err filled).
- */
-static int fix_auth(struct disk *d, const struct blob_result *res,
-		    struct fixes *f, struct rp_err *err)
-{
-	int rc = 0;
-
-	if (res->status != BLOB_EXPIRED && res->status != BLOB_NEED_TOKEN) {
-		if (err)
-			*err = res->err;
-		return res->error ? res->error : -EIO;
-	}
-	if (++f->n > READ_FIXES_MAX)
-		goto give_up;
-	pthread_mutex_lock(&d->grant_mu);
-	if (blob_source_gen(d->src) != res->gen) {
-		pthread_mutex_unlock(&d->grant_mu);
-		return 0; /* renewed meanwhile: just retry */
-	}
-	if (res->status == BLOB_EXPIRED) {
-		if (f->regrants++ >= 1) {
-			pthread_mutex_unlock(&d->grant_mu);
-			goto give_up;
-		}
-		log_info("disk %s: SAS refused (%s), re-granting",
-			 short_id(d->drp_id), res->err.code);
-		rc = do_grant(d, err);
-	} else {
-		if (f->tokens++ >= 1) {
-			pthread_mutex_unlock(&d->grant_mu);
-			goto give_up;
-		}
-		rc = do_token(d, res->had_bearer, err);
-	}
-	pthread_mutex_unlock(&d->grant_mu);
-	return rc;
-give_up:
-	if (err)
-		*err = res->err;
-	return res->error ? res->error : -EACCES;
-}
-
-/* ---- page map ---- */
-
-static int map_cb(void *arg, long long start, long long end)
-{
-	struct disk *d = arg;
-
-	(void)ra_map_add(d->cache, start, end); /* -ENOMEM stays safe */
-	return 0;
-}
-
-/* Fetch the page map in windows.  Any failure: the rest is data. */
-static void fetch_map(struct disk *d)
-{
-	long long t0 = mono_ms(), w;
-	const char *name = short_id(d->drp_id);
-
-	/* the VHD footer is data whatever the map says */
-	(void)ra_map_add(d->cache, d->len - 512, d->len);
-	if (d->len % 512) {
-		log_info("disk %s: length not 512-aligned, no page map", name);
-		return;
-	}
-	for (w = 0; w < d->len; w += MAP_WINDOW) {
-		long long we =
-		    w + MAP_WINDOW < d->len ? w + MAP_WINDOW : d->len;
-		struct blob_result res;
-		struct fixes f = {0};
-		struct rp_err err;
-		int rc;
-
-		for (;;) {
-			rc = blob_page_ranges(d->m->eng, d->src, w, we, map_cb,
-					      d, &res);
-			if (!rc || fix_auth(d, &res, &f, &err))
-				break;
-		}
-		if (rc) {
-			log_warn("disk %s: page ranges unavailable (HTTP %d "
-				 "%s: %s); reading it as all data from offset "
-				 "%lld",
-				 name, res.err.http_status, res.err.code,
-				 res.err.message, w);
-			return;
-		}
-		ra_map_known(d->cache, we);
-		if (mono_ms() - t0 > MAP_BUDGET_MS && we < d->len) {
-			log_info("disk %s: page map stopped at %lld of %lld "
-				 "bytes (time budget); the rest counts as data",
-				 name, we, d->len);
-			return;
-		}
-	}
-	log_debug("disk %s: page map: %lld of %lld bytes hold data", name,
-		  ra_map_allocated(d->cache), d->len);
-}
-
 /* ---- open / close ---- */
 
 static void disk_free(struct disk *d)
@@ -355,14 +93,14 @@ static int disk_setup(struct disk *d, struct rp_err *err)
 {
 	struct disk_mgr *m = d->m;
 	struct blob_result res;
-	struct fixes f = {0};
+	struct disk_fixes f = {0};
 	int rc;
 
 	d->src = blob_source_new();
 	if (!d->src)
 		return -ENOMEM;
 	pthread_mutex_lock(&d->grant_mu);
-	rc = do_grant(d, err);
+	rc = disk_grant(d, err);
 	pthread_mutex_unlock(&d->grant_mu);
 	if (rc)
 		return rc;
@@ -370,7 +108,7 @@ static int disk_setup(struct disk *d, struct rp_err *err)
 		rc = blob_head(m->eng, d->src, &d->len, &res);
 		if (!rc)
 			break;
-		rc = fix_auth(d, &res, &f, err);
+		rc = disk_fix_auth(d, &res, &f, err);
 		if (rc)
 			break;
 	}
@@ -388,18 +126,18 @@ static int disk_setup(struct disk *d, struct rp_err *err)
 		struct rp_err e2;
 
 		log_warn("disk %s: cannot read the granted blob: %s (%s %s)",
-			 short_id(d->drp_id), strerror(-rc),
+			 disk_short_id(d->drp_id), strerror(-rc),
 			 err ? err->code : "", err ? err->message : "");
 		if (az_revoke_access(m->az, d->drp_id, &e2))
 			log_warn("disk %s: EndGetAccess failed: %s",
-				 short_id(d->drp_id), e2.message);
+				 disk_short_id(d->drp_id), e2.message);
 		return rc;
 	}
 	if (m->cfg.use_pagelist)
-		fetch_map(d);
+		disk_fetch_map(d);
 	else
 		ra_map_known(d->cache, 0);
-	log_info("disk %s: open, %lld bytes", short_id(d->drp_id), d->len);
+	log_info("disk %s: open, %lld bytes", disk_short_id(d->drp_id), d->len);
 	return 0;
 }
 
@@ -477,7 +215,7 @@ void disk_close(struct disk_handle *h)
 	m = h->d->m;
 	pthread_mutex_lock(&m->mu);
 	if (--h->d->nopen == 0) {
-		h->d->linger_at = mono_ms() + m->cfg.linger_ms;
+		h->d->linger_at = disk_mono_ms() + m->cfg.linger_ms;
 		pthread_cond_broadcast(&m->cv);
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -499,10 +237,10 @@ static void disk_teardown(struct disk_mgr *m, struct disk *d)
 	rc = az_revoke_access(m->az, d->drp_id, &err);
 	if (rc)
 		log_warn("disk %s: EndGetAccess failed: %s (%s: %s)",
-			 short_id(d->drp_id), strerror(-rc), err.code,
+			 disk_short_id(d->drp_id), strerror(-rc), err.code,
 			 err.message);
 	else
-		log_info("disk %s: read grant ended", short_id(d->drp_id));
+		log_info("disk %s: read grant ended", disk_short_id(d->drp_id));
 }
 
 /* Take d out of service: m->mu held on entry and exit, dropped inside. */
@@ -523,29 +261,6 @@ static void revoke_locked(struct disk_mgr *m, struct disk *d)
 	pthread_mutex_lock(&m->mu);
 }
 
-static void renew(struct disk *d)
-{
-	struct rp_err err;
-	int rc;
-
-	rp_err_clear(&err);
-	pthread_mutex_lock(&d->grant_mu);
-	rc = do_grant(d, &err);
-	if (!rc && blob_source_has_bearer(d->src))
-		rc = do_token(d, false, &err);
-	pthread_mutex_unlock(&d->grant_mu);
-	if (rc) {
-		log_warn("disk %s: renewing the SAS failed (%s: %s); will "
-			 "retry",
-			 short_id(d->drp_id), err.code, err.message);
-		pthread_mutex_lock(&d->m->mu);
-		d->renew_at = mono_ms() + 5000;
-		pthread_mutex_unlock(&d->m->mu);
-	} else {
-		log_debug("disk %s: SAS renewed", short_id(d->drp_id));
-	}
-}
-
 /* The manager thread: lingers and renewals. */
 static void *mgr_main(void *arg)
 {
@@ -553,7 +268,7 @@ static void *mgr_main(void *arg)
 
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
-		long long now = mono_ms(), next = now + 60000;
+		long long now = disk_mono_ms(), next = now + 60000;
 		struct disk *d;
 		struct timespec ts;
 
@@ -579,7 +294,7 @@ static void *mgr_main(void *arg)
 			d->renew_at = 0;
 			d->renewing = true;
 			pthread_mutex_unlock(&m->mu);
-			renew(d);
+			disk_renew(d);
 			pthread_mutex_lock(&m->mu);
 			d->renewing = false;
 			pthread_cond_broadcast(&m->cv);
@@ -667,7 +382,7 @@ void disk_mgr_free(struct disk_mgr *m)
 		}
 		if (d->nopen)
 			log_warn("disk %s: still open at unmount",
-				 short_id(d->drp_id));
+				 disk_short_id(d->drp_id));
 		revoke_locked(m, d);
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -751,7 +466,7 @@ ssize_t disk_read(struct disk_handle *h, char *buf, size_t size, off_t off,
 		  struct rp_err *err)
 {
 	struct disk *d = h->d;
-	struct fixes f = {0};
+	struct disk_fixes f = {0};
 
 	for (;;) {
 		struct ra_fault fault;
@@ -761,7 +476,7 @@ ssize_t disk_read(struct disk_handle *h, char *buf, size_t size, off_t off,
 
 		if (n != -EKEYEXPIRED)
 			return n;
-		rc = fix_auth(d, &fault.res, &f, err);
+		rc = disk_fix_auth(d, &fault.res, &f, err);
 		if (rc)
 			return rc;
 	}

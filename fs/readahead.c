@@ -31,14 +31,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pagemap.h"
-#include "readahead.h"
-
-#define KiB 1024LL
-#define MiB (1024LL * 1024)
+#include "readahead_int.h"
 
 enum ra_state { E_INFLIGHT, E_READY, E_FAILED };
 
@@ -73,191 +69,9 @@ struct ra_cache {
 	struct ra_stats st;
 };
 
-/* ---- global memory ---- */
-
-/*
- * Buffers of chunk size or more come from mmap and go back to a free list
- * when their entry dies, so a sequential read keeps reusing warm pages: a
- * fresh 4 MiB mapping costs a page fault and a page clear per 4 KiB,
- * which at GB/s was a fifth of rpfs's CPU time.  In-use plus pooled bytes
- * stay within the global cap; smaller buffers (random reads) use malloc.
- * g_bytes counts buffers in use by capacity.
- */
-#define BIG_MIN (256 * KiB)
 /* Lookups scan the list: keep it short.  Small random-read entries are
  * what would grow it; the kernel's page cache holds those pages anyway. */
 #define RA_MAX_ENTRIES 128
-
-static atomic_size_t g_bytes;
-static atomic_size_t g_cap = 128 * MiB;
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *pool[64];
-static int npool;
-static size_t pool_size; /* capacity of pooled buffers: the chunk size */
-
-void ra_global_set_cap(size_t bytes)
-{
-	atomic_store(&g_cap, bytes);
-}
-
-size_t ra_global_bytes(void)
-{
-	return atomic_load(&g_bytes);
-}
-
-/* Capacity of the buffer that holds size bytes. */
-static size_t buf_cap(size_t size)
-{
-	return size >= BIG_MIN && size <= pool_size ? pool_size : size;
-}
-
-static char *buf_get(size_t size, size_t *cap)
-{
-	char *b = NULL;
-
-	pthread_mutex_lock(&pool_mu);
-	*cap = buf_cap(size);
-	if (*cap == pool_size && npool > 0)
-		b = pool[--npool];
-	pthread_mutex_unlock(&pool_mu);
-	if (!b && *cap >= BIG_MIN) {
-		b = mmap(NULL, *cap, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (b == MAP_FAILED)
-			b = NULL;
-	} else if (!b) {
-		b = malloc(*cap);
-	}
-	if (b)
-		atomic_fetch_add(&g_bytes, *cap);
-	return b;
-}
-
-static void buf_put(char *b, size_t cap)
-{
-	size_t used;
-
-	if (!b)
-		return;
-	used = atomic_fetch_sub(&g_bytes, cap) - cap;
-	if (cap < BIG_MIN) {
-		free(b);
-		return;
-	}
-	pthread_mutex_lock(&pool_mu);
-	if (cap == pool_size && npool < (int)(sizeof(pool) / sizeof(pool[0])) &&
-	    used + (size_t)(npool + 1) * pool_size <= atomic_load(&g_cap)) {
-		pool[npool++] = b;
-		b = NULL;
-	}
-	pthread_mutex_unlock(&pool_mu);
-	if (b)
-		munmap(b, cap);
-}
-
-/* The first cache fixes the pooled size (all disks share chunk_size). */
-static void pool_init(size_t chunk)
-{
-	pthread_mutex_lock(&pool_mu);
-	if (!pool_size)
-		pool_size = chunk;
-	pthread_mutex_unlock(&pool_mu);
-}
-
-/* ---- policy ---- */
-
-static size_t align_up(size_t v, size_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-void ra_config_defaults(struct ra_config *cfg)
-{
-	if (!cfg->chunk)
-		cfg->chunk = 4 * MiB;
-	cfg->chunk = align_up(cfg->chunk, 512);
-	if (!cfg->window_max)
-		cfg->window_max = 64 * MiB;
-	if (cfg->window_max < cfg->chunk)
-		cfg->window_max = cfg->chunk;
-	if (!cfg->window_min)
-		cfg->window_min = 2 * cfg->chunk;
-	if (cfg->window_min > cfg->window_max)
-		cfg->window_min = cfg->window_max;
-	if (!cfg->unit)
-		cfg->unit = 4 * KiB;
-	cfg->unit = align_up(cfg->unit, 512);
-	if (cfg->parallel <= 0)
-		cfg->parallel = 8;
-}
-
-size_t ra_window_next(size_t cur, const struct ra_config *cfg)
-{
-	if (cur < cfg->window_min)
-		return cfg->window_min;
-	if (cur >= cfg->window_max / 2)
-		return cfg->window_max;
-	return cur * 2;
-}
-
-struct ra_stream *ra_stream_update(struct ra_streams *st,
-				   const struct ra_config *cfg, long long off,
-				   size_t size, bool *sequential)
-{
-	long long slack =
-	    cfg->chunk > (size_t)MiB ? (long long)cfg->chunk : MiB;
-	long long end = off + (long long)size;
-	struct ra_stream *s = NULL, *lru = &st->s[0];
-	long long chunk;
-
-	for (int i = 0; i < RA_STREAMS; i++) {
-		struct ra_stream *c = &st->s[i];
-
-		if (c->used && off >= c->next - slack &&
-		    off <= c->next + slack) {
-			s = c;
-			break;
-		}
-		if (c->used < lru->used)
-			lru = c;
-	}
-	if (!s) {
-		s = lru;
-		s->next = end;
-		s->window = cfg->window_min;
-		s->hits = 0;
-		s->chunk_at = off / (long long)cfg->chunk;
-		s->used = ++st->tick;
-		*sequential = false;
-		return s;
-	}
-	s->hits++;
-	if (end > s->next)
-		s->next = end;
-	s->used = ++st->tick;
-	chunk = (end - 1) / (long long)cfg->chunk;
-	if (chunk > s->chunk_at) {
-		s->chunk_at = chunk;
-		s->window = ra_window_next(s->window, cfg);
-	}
-	*sequential = true;
-	return s;
-}
-
-void ra_random_span(const struct ra_config *cfg, long long off, size_t size,
-		    long long len, long long *start, long long *end)
-{
-	long long u = (long long)cfg->unit;
-	long long s = off / u * u;
-	long long e = (off + (long long)size + u - 1) / u * u;
-
-	if (e > len)
-		e = len;
-	if (s > e)
-		s = e;
-	*start = s;
-	*end = e;
-}
 
 /* ---- cache ---- */
 
@@ -272,7 +86,7 @@ struct ra_cache *ra_cache_new(const struct ra_config *cfg,
 	ra_config_defaults(&c->cfg);
 	c->eng = eng;
 	c->len = len;
-	pool_init(c->cfg.chunk);
+	ra_pool_init(c->cfg.chunk);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	pagemap_init(&c->pm, len, c->cfg.map_extents);
@@ -298,7 +112,7 @@ static void entry_destroy(struct ra_cache *c, struct ra_entry *e)
 {
 	entry_unlink(c, e);
 	c->bytes -= e->cap;
-	buf_put(e->buf, e->cap);
+	ra_buf_put(e->buf, e->cap);
 	free(e);
 }
 
@@ -411,7 +225,7 @@ static bool make_room(struct ra_cache *c, size_t need, bool demand)
 {
 	while (c->bytes + need > cache_budget(c) ||
 	       c->nentries >= RA_MAX_ENTRIES ||
-	       atomic_load(&g_bytes) + need > atomic_load(&g_cap)) {
+	       ra_global_bytes() + need > ra_global_cap()) {
 		struct ra_entry *v = NULL;
 		int vr = 99;
 
@@ -445,7 +259,7 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 	*rc = -ENOMEM;
 	if (!n)
 		return NULL;
-	n->buf = buf_get((size_t)(e - s), &n->cap);
+	n->buf = ra_buf_get((size_t)(e - s), &n->cap);
 	if (!n->buf) {
 		free(n);
 		return NULL;
@@ -460,7 +274,7 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 				      n->buf, c, entry_done, n)
 		    : 0;
 	if (*rc) {
-		buf_put(n->buf, n->cap);
+		ra_buf_put(n->buf, n->cap);
 		free(n);
 		return NULL;
 	}
@@ -556,7 +370,7 @@ static void prefetch(struct ra_cache *c, struct blob_source *src,
 			ce = c->len;
 		s = q / 512 * 512;
 		e = data_end_within(c, s, ce);
-		if (!make_room(c, buf_cap((size_t)(e - s)), false))
+		if (!make_room(c, ra_buf_cap((size_t)(e - s)), false))
 			break;
 		if (!entry_fetch(c, src, s, e, true, true, &rc))
 			break;
@@ -607,7 +421,7 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 				ra_random_span(&c->cfg, pos,
 					       (size_t)(end - pos), c->len, &s,
 					       &x);
-			make_room(c, buf_cap((size_t)(x - s)), true);
+			make_room(c, ra_buf_cap((size_t)(x - s)), true);
 			/* a sequential reader's chunk goes to the engine with
 			 * its read-ahead; a random read is fetched right here
 			 */

@@ -226,10 +226,14 @@ rpfs_read() {
 	awk -v b="$bytes" -v t="$(echo "$t1 - $t0" | bc)" -v c=$((c1 - c0)) -v k="$TCK" -v h="$hwm" \
 		'BEGIN {printf "%.0f %.2f %.0f\n", b / t / 1e6, (c / k) / (b / 1073741824), h / 1024}'
 }
-curl_one() { # [range] -> MB/s
+curl_one() { # [range] -> "MB/s cpu_s_per_GiB"
 	if [ $# -gt 0 ]; then r="-r $1"; else r=""; fi
-	curl -s --cacert "$CA" -K "$W/secret/curl.cfg" $r -o /dev/null -w '%{size_download} %{time_total}\n' |
-		awk '{printf "%.0f\n", $1 / $2 / 1e6}'
+	/usr/bin/time -f '%U %S' -o "$W/curl.time" curl -s --cacert "$CA" -K "$W/secret/curl.cfg" $r \
+		-o /dev/null -w '%{size_download} %{time_total}\n' > "$W/curl.out"
+	read -r sz tt < "$W/curl.out"
+	read -r us ss < "$W/curl.time"
+	awk -v b="$sz" -v t="$tt" -v u="$us" -v s="$ss" \
+		'BEGIN {printf "%.0f %.2f\n", b / t / 1e6, (u + s) / (b / 1073741824)}'
 }
 curl_parallel() { # N TOTAL_BYTES -> MB/s
 	n=$1; total=$2; part=$((total / n)); j=0 # j: only here
@@ -274,10 +278,11 @@ while [ $i -lt "$RUNS" ]; do
 	rpfs_read big >> "$W/a.rpfs"
 	i=$((i + 1))
 done
-echo "curl 1 stream : $(tr '\n' ' ' < "$W/a.curl")"
+echo "curl 1 stream (MB/s cpu-s/GiB):"
+sed 's/^/    /' "$W/a.curl"
 echo "rpfs (MB/s cpu-s/GiB peak-RSS-MiB):"
 sed 's/^/    /' "$W/a.rpfs"
-C=$(median < "$W/a.curl"); R=$(awk '{print $1}' "$W/a.rpfs" | median)
+C=$(awk '{print $1}' "$W/a.curl" | median); R=$(awk '{print $1}' "$W/a.rpfs" | median)
 echo "ratio rpfs/curl (medians): $(awk -v r="$R" -v c="$C" 'BEGIN {printf "%.2f", r / c}')"
 echo "peak RSS reading the 1 GiB disk (MB/s cpu-s/GiB RSS-MiB): $(rpfs_read one)"
 fi
@@ -299,7 +304,7 @@ while [ $i -lt "$RUNS" ]; do
 	rpfs_read big count="$LINK_MIB" >> "$W/b.rpfs"
 	i=$((i + 1))
 done
-echo "curl 1 stream   : $(tr '\n' ' ' < "$W/b.c1")"
+echo "curl 1 stream   : $(awk '{print $1}' "$W/b.c1" | tr '\n' ' ')"
 echo "curl 8 streams  : $(tr '\n' ' ' < "$W/b.c8")"
 echo "rpfs (MB/s cpu-s/GiB peak-RSS-MiB):"
 sed 's/^/    /' "$W/b.rpfs"
