@@ -7,10 +7,11 @@
  * or by fetching: a sequential reader gets whole chunks and a read-ahead
  * window of further chunks in flight that doubles while the reader keeps
  * coming back, up to window_max; a random reader gets only the span of
- * its read, aligned to 4 KiB, fetched on its own thread (no hand-off).  Memory:
- * entries of one cache stay within window_max + 2 chunks (demand reads may pass
- * it briefly), and all caches together within a global cap (ra_global_set_cap);
- * read-ahead is skipped, never waited for, when a bound is reached.
+ * its read, aligned to 4 KiB, fetched on its own thread (no hand-off).
+ * Memory: entries of one cache stay within window_max + 2 chunks (demand
+ * reads may pass it briefly), and all caches together within a global
+ * cap (ra_global_set_cap); read-ahead is skipped, never waited for, when a
+ * bound is reached.
  *
  * Thread-safe: one mutex per cache guards its entries, its page map and
  * the stream state of the handles reading it.
