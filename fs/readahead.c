@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pagemap.h"
@@ -72,6 +73,15 @@ struct ra_cache {
 /* Lookups scan the list: keep it short.  Small random-read entries are
  * what would grow it; the kernel's page cache holds those pages anyway. */
 #define RA_MAX_ENTRIES 128
+
+static unsigned long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 +
+	       (unsigned long long)ts.tv_nsec / 1000000;
+}
 
 /* ---- cache ---- */
 
@@ -379,13 +389,38 @@ static void prefetch(struct ra_cache *c, struct blob_source *src,
 	}
 }
 
+/* A fetch for this handle gave up: remember it (see ra_streams). */
+static int remember_failure(struct ra_streams *streams,
+			    const struct blob_result *res, struct rp_err *err)
+{
+	int rc = res->error ? res->error : -EIO;
+
+	streams->fail_until = now_ms() + RA_FAIL_HOLD_MS;
+	streams->fail_error = rc;
+	streams->fail_err = res->err;
+	if (err)
+		*err = res->err;
+	return rc;
+}
+
+/* The remembered give-up, if it is recent. */
+static int recent_failure(const struct ra_streams *streams,
+			  struct rp_err *err)
+{
+	if (!streams->fail_until || now_ms() >= streams->fail_until)
+		return 0;
+	if (err)
+		*err = streams->fail_err;
+	return streams->fail_error;
+}
+
 ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 		struct blob_source *src, char *buf, size_t size, off_t off,
 		struct ra_fault *fault, struct rp_err *err)
 {
 	struct ra_stream *st;
 	long long pos, end;
-	bool seq;
+	bool seq, waited;
 
 	if (off < 0)
 		return -EINVAL;
@@ -411,10 +446,15 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 			continue;
 		}
 		e = find_entry(c, pos);
+		waited = !e; /* this reader's own fetch */
 		if (!e) {
 			long long s, x;
-			int rc;
+			int rc = recent_failure(streams, err);
 
+			if (rc) {
+				pthread_mutex_unlock(&c->mu);
+				return rc;
+			}
 			if (seq)
 				chunk_span(c, pos, &s, &x);
 			else
@@ -446,25 +486,36 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 			}
 		}
 		e->refs++;
-		while (e->state == E_INFLIGHT)
+		while (e->state == E_INFLIGHT) {
+			waited = true;
 			pthread_cond_wait(&c->cv, &c->mu);
+		}
 		if (e->state == E_FAILED) {
 			struct blob_result res = e->res;
-			bool retry = e->prefetched;
+			bool renew = res.status == BLOB_EXPIRED ||
+				     res.status == BLOB_NEED_TOKEN;
+			bool prefetched = e->prefetched;
+			int rc;
 
 			entry_unlink(c, e);
 			entry_release(c, e);
-			if (retry)
-				continue; /* read-ahead failed: fetch it now */
-			pthread_mutex_unlock(&c->mu);
-			if (res.status == BLOB_EXPIRED ||
-			    res.status == BLOB_NEED_TOKEN) {
+			if (renew && prefetched)
+				continue; /* fetched now, it renews on the way */
+			if (renew) {
+				pthread_mutex_unlock(&c->mu);
 				fault->res = res;
 				return -EKEYEXPIRED;
 			}
-			if (err)
-				*err = res.err;
-			return res.error ? res.error : -EIO;
+			/* Any other failure spent the whole retry budget.  A
+			 * reader who waited for it gets the error: asking
+			 * again would double the wait.  One who finds it
+			 * failed earlier asks again, unless its handle gave up
+			 * a moment ago. */
+			if (!waited && !recent_failure(streams, NULL))
+				continue;
+			rc = remember_failure(streams, &res, err);
+			pthread_mutex_unlock(&c->mu);
+			return rc;
 		}
 		n = (e->end < end ? e->end : end) - pos;
 		e->touched = true;

@@ -59,7 +59,19 @@ struct ra_stream {
 struct ra_streams {
 	struct ra_stream s[RA_STREAMS];
 	unsigned long long tick;
+	/* A fetch for this handle gave up (its whole retry budget spent):
+	 * until fail_until (CLOCK_MONOTONIC, ms) reads through the handle
+	 * that need the network fail at once with the same error.  The
+	 * kernel re-reads synchronously what its failed read-ahead asked
+	 * for, and each re-read would otherwise cost another full budget
+	 * against a hung service.  Other handles (a new open) try again. */
+	unsigned long long fail_until;
+	int fail_error;
+	struct rp_err fail_err;
 };
+
+/* How long a handle remembers a give-up. */
+#define RA_FAIL_HOLD_MS 5000
 
 /*
  * The stream a read [off, off+size) continues, or a new one replacing the
