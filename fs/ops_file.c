@@ -379,11 +379,10 @@ int ops_read(const char *path, char *buf, size_t size, off_t off,
 }
 
 /*
- * Apply a written handle.  flush applies what was written or truncated
- * since the last apply, so close(2) returns Azure's verdict and the change
- * is in Azure when the shell's `: > tags` or `echo x > tags` returns
- * (release runs after close has returned).  A handle with a refused write
- * applies nothing: the file keeps its old content.
+ * Apply a written handle.  flush applies what was written since the last
+ * apply (so close(2) returns Azure's verdict); release also applies a
+ * bare truncation (`: > tags`).  A handle with a refused write applies
+ * nothing: the file keeps its old content.
  */
 static int ops_commit(struct ops_handle *h, bool releasing)
 {
@@ -393,7 +392,7 @@ static int ops_commit(struct ops_handle *h, bool releasing)
 		return 0;
 	if (h->failed)
 		return releasing ? 0 : h->failed;
-	go = h->dirty || h->truncated;
+	go = h->dirty || (releasing && h->truncated);
 	if (!go)
 		return 0;
 	h->dirty = false;

@@ -254,7 +254,13 @@ def test_exclude_disks_applies_and_survives_a_remount(rpfs, fast):
     write(coll2 / "tags", "env=test\n")
     assert state_coll(fast, "rg-prod", "coll1")["tags"] == {
         "env": "test", "rpfs-exclude-disks": "vm1-sparse,vm1-data"}
+    # A bare truncation is applied at release, an instant after close
+    # returns (docs/tree.md); an empty line is applied by close.
     write(coll2 / "exclude_disks", "")
+    wait_for(lambda: state_coll(fast, "rg-prod", "coll1")["tags"] ==
+             {"env": "test"}, what="the exclude tag to go")
+    write(coll2 / "exclude_disks", "vm1-data\n")
+    write(coll2 / "exclude_disks", "\n")
     assert state_coll(fast, "rg-prod", "coll1")["tags"] == {"env": "test"}
     assert cat(coll2 / "exclude_disks") == ""
 
