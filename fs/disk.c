@@ -226,13 +226,22 @@ void disk_close(struct disk_handle *h)
 static void disk_teardown(struct disk_mgr *m, struct disk *d)
 {
 	struct rp_err err;
+	bool stopping, skip;
 	int rc;
 
 	pthread_mutex_lock(&m->mu);
 	remember(m, d);
+	stopping = m->stop;
+	skip = m->stop && m->unreachable;
 	pthread_mutex_unlock(&m->mu);
 	ra_cache_free(d->cache);
 	d->cache = NULL;
+	if (skip) {
+		log_warn("disk %s: read grant not ended (Azure unreachable at "
+			 "unmount); it expires by itself after sas_duration",
+			 disk_short_id(d->drp_id));
+		return;
+	}
 	rp_err_clear(&err);
 	rc = az_revoke_access(m->az, d->drp_id, &err);
 	if (rc)
@@ -241,6 +250,13 @@ static void disk_teardown(struct disk_mgr *m, struct disk *d)
 			 err.message);
 	else
 		log_info("disk %s: read grant ended", disk_short_id(d->drp_id));
+	/* At unmount, one EndGetAccess that got no answer at all has spent
+	 * the whole retry budget: the others would each spend it again. */
+	if (rc && stopping && err.http_status == 0) {
+		pthread_mutex_lock(&m->mu);
+		m->unreachable = true;
+		pthread_mutex_unlock(&m->mu);
+	}
 }
 
 /* Take d out of service: m->mu held on entry and exit, dropped inside. */

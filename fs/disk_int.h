@@ -62,6 +62,7 @@ struct disk_mgr {
 	struct disk_known *known;
 	pthread_t th;
 	bool stop, th_started;
+	bool unreachable; /* at unmount, an EndGetAccess got no answer */
 };
 
 struct disk_fixes {

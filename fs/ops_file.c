@@ -304,6 +304,12 @@ static int ops_open_read(struct ops_ctx *ctx, const char *path,
 
 	switch (n->p.kind) {
 	case TREE_DISK:
+		/* A disk restore point's blob never changes: the pages one
+		 * open read serve the next (cp then debugfs, qemu-img).  A
+		 * restore point re-made under the same name has another
+		 * mtime, and the kernel drops the pages when it sees it
+		 * (auto_inval_data, on by default in libfuse 3). */
+		fi->keep_cache = 1;
 		return ops_open_disk(ctx, path, n, h);
 	case TREE_COLL_FILE:
 		fi->direct_io = 1;
