@@ -404,8 +404,7 @@ static int remember_failure(struct ra_streams *streams,
 }
 
 /* The remembered give-up, if it is recent. */
-static int recent_failure(const struct ra_streams *streams,
-			  struct rp_err *err)
+static int recent_failure(const struct ra_streams *streams, struct rp_err *err)
 {
 	if (!streams->fail_until || now_ms() >= streams->fail_until)
 		return 0;
@@ -499,8 +498,10 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 
 			entry_unlink(c, e);
 			entry_release(c, e);
+			/* Read-ahead that met an expired SAS: fetch it now,
+			 * which renews on the way. */
 			if (renew && prefetched)
-				continue; /* fetched now, it renews on the way */
+				continue;
 			if (renew) {
 				pthread_mutex_unlock(&c->mu);
 				fault->res = res;

@@ -189,6 +189,22 @@ def test_sequential_copy_uses_whole_chunks(rpfs, emulator):
     assert moved <= os.path.getsize(emulator.image_path("vm1-os")) + 512
 
 
+def test_a_second_read_of_a_disk_comes_from_the_page_cache(rpfs, emulator,
+                                                           tmp_path):
+    # cp then debugfs, or qemu-img then cp: the blob never changes, so the
+    # pages the first open read serve the next open (keep_cache).
+    m = rpfs()
+    path = disk_file(m, "vm1-data")
+    want = sha_file(expected_blob(emulator, "vm1-data", tmp_path))
+    assert read_all(path) == want
+    first = emulator.stats()["bytes"].get("blob_get", 0)
+    assert first >= os.path.getsize(emulator.image_path("vm1-data")) // 2
+    emulator.reset_stats()
+    assert read_all(path) == want
+    again = emulator.stats()["bytes"].get("blob_get", 0)
+    assert again < first // 10, (again, first)
+
+
 def test_two_concurrent_copies_and_a_third_disk(rpfs, emulator, tmp_path):
     m = rpfs()
     want = {n: sha_file(expected_blob(emulator, n, tmp_path))
