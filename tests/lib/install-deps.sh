@@ -23,6 +23,8 @@ RPFS_DEB_PACKAGES=(
 	qemu-utils e2fsprogs fdisk util-linux attr openssl curl
 	# benchmarks
 	nginx-light fio
+	# the package test: a fresh Debian 12 root (test_package_fresh_debian.py)
+	debootstrap
 )
 
 # Runs a command as root: directly when we are root, else through sudo.
