@@ -140,11 +140,19 @@ class Emulator:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"} if data is not None else {})
-        try:
-            with urllib.request.urlopen(req, context=self._ctx, timeout=30) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raise EmulatorError("%s %s -> %d %s" % (method, path, e.code, e.read()[:500]))
+        # A connection reset under a loaded campaign is the loopback's,
+        # not an answer: the control calls are idempotent, ask again.
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(req, context=self._ctx, timeout=30) as r:
+                    raw = r.read()
+                break
+            except urllib.error.HTTPError as e:
+                raise EmulatorError("%s %s -> %d %s" % (method, path, e.code, e.read()[:500]))
+            except urllib.error.URLError as e:
+                if attempt == 2 or not isinstance(e.reason, ConnectionResetError):
+                    raise
+                time.sleep(0.2)
         return json.loads(raw) if raw else None
 
     def faults(self, rules):

@@ -194,14 +194,27 @@ def test_page_map_off_by_option(rpfs, emulator):
 
 def test_malformed_page_list_falls_back_to_data(rpfs, emulator, tmp_path):
     emulator.faults({"target": "blob", "method": "GET",
-                     "action": "malformed", "count": 1})
+                     "path_contains": "comp=pagelist",
+                     "action": "malformed", "count": -1})
     m = rpfs("-o", "log_level=info")
     exp = expected_sparse(emulator, tmp_path)
     dst = tmp_path / "copy.vhd"
     shutil.copyfile(sparse_file(m), dst)
     assert subprocess.run(["cmp", str(dst), str(exp)]).returncode == 0
-    assert emulator.stats()["faults_injected"] == 1
+    # Asked three times, then the whole blob counts as data.
+    assert emulator.stats()["faults_injected"] == 3
     assert "page ranges unavailable" in m.log_text()
+
+
+def test_one_garbled_page_list_is_asked_for_again(rpfs, emulator):
+    emulator.faults({"target": "blob", "method": "GET",
+                     "path_contains": "comp=pagelist",
+                     "action": "malformed", "count": 1})
+    m = rpfs("-o", "log_level=info")
+    got, _ = walk(sparse_file(m))
+    assert got == expected_extents(emulator)
+    assert emulator.stats()["faults_injected"] == 1
+    assert "page ranges unavailable" not in m.log_text()
 
 
 def test_page_list_survives_throttling(rpfs, emulator):
