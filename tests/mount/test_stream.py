@@ -198,7 +198,7 @@ def test_a_second_read_of_a_disk_comes_from_the_page_cache(rpfs, emulator,
     want = sha_file(expected_blob(emulator, "vm1-data", tmp_path))
     assert read_all(path) == want
     first = emulator.stats()["bytes"].get("blob_get", 0)
-    assert first >= os.path.getsize(emulator.image_path("vm1-data")) // 2
+    assert first >= 4 * MiB, first  # its data (holes travel not)
     emulator.reset_stats()
     assert read_all(path) == want
     again = emulator.stats()["bytes"].get("blob_get", 0)
