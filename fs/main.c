@@ -36,6 +36,9 @@
 #include "disk.h"
 #include "ops.h"
 
+/* Retry budget of the EndGetAccess calls after the unmount. */
+#define MAIN_UNMOUNT_RETRY_MS 10000
+
 struct main_opts {
 	char *subscription;
 	char *resource_group;
@@ -354,7 +357,10 @@ static void main_teardown(struct main_world *w)
 {
 	/* Handles left open by a lazy unmount go first: they hold disks. */
 	ops_handles_free_all();
-	/* Ends every read grant (EndGetAccess) before the client goes. */
+	/* Ends every read grant (EndGetAccess) before the client goes.  The
+	 * mount is gone: a few seconds of retries, not a minute, before a
+	 * grant is left to expire by itself (docs/reliability.md). */
+	http_set_retry_budget(MAIN_UNMOUNT_RETRY_MS);
 	if (w->disks)
 		disk_mgr_free(w->disks);
 	cache_free(w->cache);

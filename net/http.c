@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ static struct http_config cfg = {
     .max_body = 16u << 20,
 };
 static char *cfg_cafile;
+static _Atomic long budget_override_ms; /* http_set_retry_budget */
 static char *ca_blob; /* system bundle + cafile, PEM; NULL: curl default */
 static size_t ca_blob_len;
 
@@ -588,7 +590,7 @@ int http_do(const struct http_request *req, struct http_response *resp,
 	for (int n = 0;; n++) {
 		CURLcode cc = CURLE_OK;
 		bool too_big = false, transient;
-		long wait;
+		long wait, budget;
 
 		http_response_free(resp);
 		resp->content_length = -1;
@@ -608,7 +610,10 @@ int http_do(const struct http_request *req, struct http_response *resp,
 		if (!transient || n >= tries)
 			break;
 		wait = http_backoff_ms(n, rc == 0 ? resp->retry_after_ms : -1);
-		if (elapsed_ms(&t0) + wait > cfg.max_retry_total_ms) {
+		budget = atomic_load(&budget_override_ms);
+		if (budget <= 0 || budget > cfg.max_retry_total_ms)
+			budget = cfg.max_retry_total_ms;
+		if (elapsed_ms(&t0) + wait > budget) {
 			log_info("%s %s: giving up retries after %ld ms",
 				 req->method ? req->method : "GET", safe,
 				 elapsed_ms(&t0));
@@ -641,4 +646,9 @@ oom:
 	curl_slist_free_all(hdrs);
 	rp_err_set(err, 0, "OutOfMemory", "cannot build request headers");
 	return -ENOMEM;
+}
+
+void http_set_retry_budget(long total_ms)
+{
+	atomic_store(&budget_override_ms, total_ms > 0 ? total_ms : 0);
 }

@@ -35,6 +35,10 @@ struct http_config {
 /* Once at start-up, before threads. Copies the config. Returns 0 or -errno. */
 int http_global_init(const struct http_config *cfg);
 void http_global_cleanup(void);
+/* Lower the retry budget of every request from now on (0: back to the
+ * configured one).  At unmount: a service that does not answer must not
+ * hold the process for a full budget per remaining call. */
+void http_set_retry_budget(long total_ms);
 const struct http_config *http_config_get(void);
 
 struct http_request {

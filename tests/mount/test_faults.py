@@ -182,6 +182,32 @@ def test_fusermount_recovers_the_mountpoint_after_rpfs_is_killed(rpfs,
     assert rc == 0
 
 
+def test_unmount_while_azure_is_down_exits_within_seconds(rpfs, emulator):
+    # Two disks granted and kept (long linger), then Azure goes away: the
+    # unmount tries EndGetAccess with a short budget, leaves the other
+    # grant to expire, and rpfs exits -- not a minute of retries per disk.
+    m = rpfs("-o", "linger_ms=600000", "-o", "log_level=info")
+    for name in ("vm1-os", "vm1-data"):
+        with open(m.path / RP / (name + ".vhd"), "rb") as f:
+            assert len(f.read(4096)) == 4096
+    assert emulator.stats()["active_grants"] == 2
+    emulator.proc.kill()
+    emulator.proc.wait()
+    res = subprocess.run(["fusermount3", "-u", str(m.path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stdout
+    t0 = time.monotonic()
+    rc = m.proc.wait(timeout=60)
+    took = time.monotonic() - t0
+    sys.stderr.write("rpfs exited %.1fs after the unmount\n" % took)
+    assert rc == 0
+    assert took < 20, took
+    log = m.log_text()
+    assert "EndGetAccess failed" in log
+    assert "Azure unreachable at unmount" in log
+
+
 # The ARM reads a user can trigger, each given a truncated JSON answer.
 ARM_READS = [
     ("groups", "resourcegroups", lambda p: os.listdir(p)),
