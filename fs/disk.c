@@ -232,7 +232,7 @@ static void disk_teardown(struct disk_mgr *m, struct disk *d)
 	pthread_mutex_lock(&m->mu);
 	remember(m, d);
 	stopping = m->stop;
-	skip = m->stop && m->unreachable;
+	skip = m->unreachable; /* only ever set while stopping */
 	pthread_mutex_unlock(&m->mu);
 	ra_cache_free(d->cache);
 	d->cache = NULL;

@@ -66,9 +66,7 @@ SANITIZER_RE = re.compile(
     r"|runtime error: |SUMMARY: UndefinedBehaviorSanitizer")
 
 
-def rpfs_bin():
-    """The rpfs binary under test: $RPFS_BIN or <repo>/build/rpfs."""
-    return os.environ.get("RPFS_BIN") or str(REPO / "build" / "rpfs")
+from build_paths import image_cache, rpfs_bin  # noqa: E402
 
 
 def _emulator_class():
@@ -101,8 +99,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def images_dir():
     """Directory holding the emulator's disk images and manifest.json."""
-    out = pathlib.Path(os.environ.get("RPFS_IMAGE_CACHE")
-                       or REPO / "build" / "images")
+    out = image_cache()
     script = TESTS / "emulator" / "build_images.sh"
     res = subprocess.run(["sh", str(script), str(out)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

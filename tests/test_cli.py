@@ -8,10 +8,11 @@ the rpfs fixture (tests/conftest.py) where it must mount.
 
 import os
 import pathlib
-import re
 import subprocess
 
 import pytest
+
+from build_paths import project_version, rpfs_bin
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 HELPER = REPO / "tools" / "mount.fuse.rpfs"
@@ -23,14 +24,6 @@ OPTIONS = ["subscription", "resource-group", "endpoint", "cafile",
            "sas_duration", "linger_ms", "chunk_size", "readahead",
            "parallel", "pagelist", "log_level"]
 
-
-def rpfs_bin():
-    return os.environ.get("RPFS_BIN") or str(REPO / "build" / "rpfs")
-
-
-def project_version():
-    text = (REPO / "CMakeLists.txt").read_text()
-    return re.search(r"project\(rpfs VERSION ([0-9.]+)", text).group(1)
 
 
 def clean_env():

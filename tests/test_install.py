@@ -10,16 +10,10 @@ import re
 import shutil
 import subprocess
 
+from build_paths import build_deb, build_dir, rpfs_bin
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MAN = REPO / "docs" / "rpfs.1"
-
-
-def rpfs_bin():
-    return os.environ.get("RPFS_BIN") or str(REPO / "build" / "rpfs")
-
-
-def build_dir():
-    return pathlib.Path(rpfs_bin()).resolve().parent
 
 
 def test_make_install_places_binary_man_page_and_helper(tmp_path):
@@ -105,14 +99,9 @@ def test_mount_helper_is_valid_shell():
 
 
 def test_deb_package_holds_binary_man_page_and_helper(tmp_path):
-    res = subprocess.run(["cpack", "-G", "DEB", "--config",
-                          str(build_dir() / "CPackConfig.cmake"),
-                          "-B", str(tmp_path)],
-                         cwd=build_dir(), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout
-    debs = list(tmp_path.glob("rpfs_*.deb"))
-    assert len(debs) == 1, res.stdout
+    deb, out = build_deb(tmp_path)
+    assert deb, out
+    debs = [deb]
     info = subprocess.run(["dpkg-deb", "-f", str(debs[0]), "Depends"],
                           stdout=subprocess.PIPE, text=True).stdout
     assert "fuse3" in info and "libcurl4" in info

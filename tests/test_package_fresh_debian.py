@@ -32,6 +32,8 @@ import time
 
 import pytest
 
+from build_paths import build_deb, image_cache, project_version
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
@@ -48,24 +50,6 @@ MNT = "/mnt/rp"
 RP_STATUS = MNT + "/rg-prod/coll1/rp1/status"
 
 pytestmark = pytest.mark.slow
-
-
-def rpfs_bin():
-    return os.environ.get("RPFS_BIN") or str(REPO / "build" / "rpfs")
-
-
-def build_dir():
-    return pathlib.Path(rpfs_bin()).resolve().parent
-
-
-def image_cache():
-    return pathlib.Path(os.environ.get("RPFS_IMAGE_CACHE")
-                        or REPO / "build" / "images")
-
-
-def project_version():
-    text = (REPO / "CMakeLists.txt").read_text()
-    return re.search(r"project\(rpfs VERSION ([0-9.]+)", text).group(1)
 
 
 def tool(name):
@@ -234,15 +218,6 @@ def tear_down(root):
     return problems
 
 
-def build_deb(out):
-    run(["cpack", "-G", "DEB", "--config",
-         str(build_dir() / "CPackConfig.cmake"), "-B", str(out)],
-        timeout=300, cwd=build_dir())
-    debs = list(out.glob("rpfs_*.deb"))
-    assert len(debs) == 1, debs
-    return debs[0]
-
-
 class FreshDebian:
     """A fresh Debian root with rpfs installed."""
 
@@ -274,7 +249,9 @@ def fresh_debian(tmp_path_factory):
                     pytrace=False)
     sources = debian_sources()
     work = tmp_path_factory.mktemp("fresh-debian")
-    deb = build_deb(work / "deb")
+    deb, out = build_deb(work / "deb")
+    if not deb:
+        pytest.fail("cpack made no .deb:\n" + out[-6000:], pytrace=False)
     root = (work / "root").resolve()
     root.mkdir()
     try:
