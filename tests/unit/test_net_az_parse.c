@@ -5,8 +5,9 @@
  * is refused with EIO; ids compare the way ARM compares them.
  *
  * The examples are read from $RPFS_SPEC_DIR, else RPFS_SPEC_DIR as
- * compiled in, else ../shared/azure-spec beside the repository (found
- * from this file's path).
+ * compiled in, else tests/unit/azure-examples: the official swagger
+ * examples this test uses, copied into the repository (same relative
+ * paths as in azure-spec) so a clone anywhere runs it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,10 +45,11 @@ static void find_spec_dir(void)
 	p = strstr(__FILE__, marker);
 	if (p)
 		snprintf(spec_dir, sizeof(spec_dir),
-			 "%.*s/../shared/azure-spec", (int)(p - __FILE__),
+			 "%.*s/tests/unit/azure-examples", (int)(p - __FILE__),
 			 __FILE__);
 	else
-		snprintf(spec_dir, sizeof(spec_dir), "../shared/azure-spec");
+		snprintf(spec_dir, sizeof(spec_dir),
+			 "tests/unit/azure-examples");
 }
 
 /* responses[status].body of an example file (caller puts the root). */
