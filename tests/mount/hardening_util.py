@@ -20,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+
 COLL = "rg-prod/coll1"
 RP = COLL + "/rp1"
 CHUNK = 1 << 20
@@ -83,17 +84,6 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS for pid %d" % pid)
-
-
-def wait_for(cond, timeout, what, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError("timed out after %.0fs waiting for %s"
-                         % (timeout, what))
 
 
 @contextlib.contextmanager

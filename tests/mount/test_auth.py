@@ -14,6 +14,8 @@ import subprocess
 
 import pytest
 
+from .util import write_token
+
 STATUS = "rg-prod/coll1/rp1/status"
 
 
@@ -40,15 +42,6 @@ def sp_env(emu, **extra):
     }
     env.update(extra)
     return env
-
-
-def write_token(path, token):
-    # Replace atomically, as a token refresher would.
-    tmp = str(path) + ".new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------ token file

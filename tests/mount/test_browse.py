@@ -14,13 +14,9 @@ import errno
 import json
 import os
 import stat
-import subprocess
 import time
 
-import pytest
-
-from azure.core.credentials import AccessToken
-from azure.mgmt.compute import ComputeManagementClient
+from .util import cat, errno_of, ls, sdk, sh, state_coll, state_group, wait_for
 
 FIXED_COLL = {"collection.json", "source", "location", "status", "tags",
               "exclude_disks"}
@@ -28,59 +24,6 @@ FIXED_RP = {"restorepoint.json", "status", "progress"}
 
 
 # ---------------------------------------------------------------- helpers
-
-
-class _Cred:
-    def __init__(self, emu):
-        self.emu = emu
-
-    def get_token(self, *scopes, **kw):
-        return AccessToken(self.emu.token, int(time.time()) + 600)
-
-
-def sdk(emu):
-    """Microsoft's client, pointed at the emulator."""
-    return ComputeManagementClient(_Cred(emu), emu.subscription,
-                                   base_url=emu.url,
-                                   connection_verify=emu.ca,
-                                   polling_interval=0)
-
-
-def sh(*cmd, check=True):
-    """Run a shell tool the way a user would; returns stdout."""
-    res = subprocess.run(list(map(str, cmd)), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=60)
-    if check:
-        assert res.returncode == 0, "%s failed: %s" % (cmd, res.stderr)
-    return res
-
-
-def ls(path):
-    return set(sh("ls", "-A", path).stdout.split())
-
-
-def cat(path):
-    return sh("cat", path).stdout
-
-
-def errno_of(fn, *args):
-    """The errno fn(*args) fails with (0 when it succeeds)."""
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
-def wait_for(pred, timeout=15.0, step=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for " + what)
-        time.sleep(step)
 
 
 def disk_entry(rp_name):
@@ -97,16 +40,6 @@ def disk_names(rp):
                 rp["properties"].get("excludeDisks", [])}
     return [d["name"] for d in disks
             if d["managedDisk"]["id"].lower() not in excluded]
-
-
-def state_group(emu, rg):
-    return next(g for g in emu.state()["resource_groups"]
-                if g["name"].lower() == rg.lower())
-
-
-def state_coll(emu, rg, name):
-    return next(c for c in state_group(emu, rg)["collections"]
-                if c["name"].lower() == name.lower())
 
 
 def requests(emu):

@@ -29,6 +29,7 @@ import threading
 import time
 
 from .hardening_util import RP, blob_sha256, copy_hash, rss_kb
+from .util import write_token
 
 COPIES = int(os.environ.get("RPFS_CAMPAIGN_COPIES", "16"))
 PREADS = int(os.environ.get("RPFS_CAMPAIGN_PREADS", "400"))
@@ -74,14 +75,6 @@ def fault_rules():
     for r in arm:
         rules.append(dict(r, count=-1))
     return rules
-
-
-def write_token(path, token):
-    tmp = str(path) + ".new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)
 
 
 class Tally:

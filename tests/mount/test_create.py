@@ -9,13 +9,11 @@ naturally, through Microsoft's Python SDK.
 
 import errno
 import os
-import subprocess
-import time
 
 import pytest
 
-from azure.core.credentials import AccessToken
-from azure.mgmt.compute import ComputeManagementClient
+from .util import (cat, errno_of, ls, sdk, sh, shell, state_coll,
+                   wait_for, write)
 
 FIXED_COLL = {"collection.json", "source", "location", "status", "tags",
               "exclude_disks"}
@@ -23,83 +21,6 @@ VM1_DISKS = {"vm1-os.vhd", "vm1-data.vhd", "vm1-sparse.vhd"}
 
 
 # ---------------------------------------------------------------- helpers
-
-
-class _Cred:
-    def __init__(self, emu):
-        self.emu = emu
-
-    def get_token(self, *scopes, **kw):
-        return AccessToken(self.emu.token, int(time.time()) + 600)
-
-
-def sdk(emu):
-    return ComputeManagementClient(_Cred(emu), emu.subscription,
-                                   base_url=emu.url,
-                                   connection_verify=emu.ca,
-                                   polling_interval=0)
-
-
-def sh(*cmd, check=True):
-    res = subprocess.run(list(map(str, cmd)), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=60)
-    if check:
-        assert res.returncode == 0, "%s failed: %s" % (cmd, res.stderr)
-    return res
-
-
-def shell(script):
-    """A line of bash, as a user types it; returns the result (bash, not
-    dash: dash reports every write error as "I/O error")."""
-    return subprocess.run(["bash", "-c", script], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=60)
-
-
-def ls(path):
-    return set(sh("ls", "-A", path).stdout.split())
-
-
-def cat(path):
-    return sh("cat", path).stdout
-
-
-def write(path, text, flags=os.O_WRONLY | os.O_TRUNC):
-    """open/write/close; raises OSError with the errno of whichever
-    failed (close reports what flush applied)."""
-    fd = os.open(path, flags)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
-def wait_for(pred, timeout=20.0, step=0.25, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for " + what)
-        time.sleep(step)
-
-
-def state_coll(emu, rg, name):
-    for g in emu.state()["resource_groups"]:
-        if g["name"].lower() != rg.lower():
-            continue
-        for c in g["collections"]:
-            if c["name"].lower() == name.lower():
-                return c
-    return None
 
 
 def state_rp(emu, rg, coll, name):

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from .hardening_util import RP, blob_sha256, copy_hash, dd, wait_for
+from .hardening_util import RP, blob_sha256, copy_hash
+from .util import wait_for, write_token
 
 # The retry budget of one request (net/http.h: max_retry_total_ms 60 s)
 # plus one stalled attempt and the re-grant that follows a failure; a
@@ -44,14 +45,6 @@ def restart_emulator(emu, images_dir):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def write_token(path, token):
-    tmp = str(path) + ".new"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)
 
 
 def start_dd(path, bs="1M"):

@@ -12,11 +12,10 @@ user would, with Microsoft's Python SDK.
 import os
 import pathlib
 import subprocess
-import time
 
 import pytest
-from azure.core.credentials import AccessToken
-from azure.mgmt.compute import ComputeManagementClient
+
+from .util import sdk
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RP = ("rg-prod", "coll1", "rp1")
@@ -58,20 +57,6 @@ def rp_dir(m):
 
 def drp_id(path):
     return os.getxattr(path, "user.azure.id").decode()
-
-
-class EmulatorCredential:
-    def __init__(self, emu):
-        self.emu = emu
-
-    def get_token(self, *scopes, **kw):
-        return AccessToken(self.emu.token, int(time.time()) + 300)
-
-
-def sdk(emu):
-    return ComputeManagementClient(EmulatorCredential(emu), emu.subscription,
-                                   base_url=emu.url,
-                                   connection_verify=str(emu.ca))
 
 
 def state_disk(emu, disk_id):

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from .util import wait_for
+
 RP = "rg-prod/coll1/rp1"
 MiB = 1 << 20
 FOOTER = 512
@@ -66,15 +68,6 @@ def manifest(emulator):
 
 def stat_ops(emulator):
     return emulator.stats()["requests"]
-
-
-def wait_for(pred, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 # ------------------------------------------------------------ the bytes
@@ -258,8 +251,8 @@ def test_grant_ends_after_last_close_and_linger(rpfs, emulator):
     assert stat_ops(emulator).get("begin_get_access") == 1
     assert stat_ops(emulator).get("end_get_access", 0) == 0
     # after the last close and the linger, EndGetAccess
-    assert wait_for(lambda: stat_ops(emulator).get("end_get_access", 0) == 1,
-                    6)
+    wait_for(lambda: stat_ops(emulator).get("end_get_access", 0) == 1, 6,
+             "EndGetAccess")
     assert emulator.stats()["active_grants"] == 0
     assert stat_ops(emulator).get("begin_get_access") == 1
 
