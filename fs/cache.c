@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "../net/clock.h"
 #include "cache.h"
 #include "names.h"
 #include "tags.h"
@@ -44,10 +44,7 @@ struct cache {
 
 static double cache_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)rp_mono_ms() / 1000.0;
 }
 
 static bool cache_fresh(const struct cache *c, double at)

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../net/clock.h"
 #include "../net/log.h"
 #include "disk_int.h"
 
@@ -215,7 +216,7 @@ void disk_close(struct disk_handle *h)
 	m = h->d->m;
 	pthread_mutex_lock(&m->mu);
 	if (--h->d->nopen == 0) {
-		h->d->linger_at = disk_mono_ms() + m->cfg.linger_ms;
+		h->d->linger_at = rp_mono_ms() + m->cfg.linger_ms;
 		pthread_cond_broadcast(&m->cv);
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -284,7 +285,7 @@ static void *mgr_main(void *arg)
 
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
-		long long now = disk_mono_ms(), next = now + 60000;
+		long long now = rp_mono_ms(), next = now + 60000;
 		struct disk *d;
 		struct timespec ts;
 

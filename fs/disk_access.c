@@ -17,16 +17,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../net/clock.h"
 #include "../net/log.h"
 #include "disk_int.h"
-
-long long disk_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The name part of an id, for log lines. */
 const char *disk_short_id(const char *id)
@@ -74,7 +67,7 @@ static void plan_renewal(struct disk *d)
 	if (margin < half)
 		margin = half;
 	pthread_mutex_lock(&m->mu);
-	d->renew_at = disk_mono_ms() + (long long)((life - margin) * 1000);
+	d->renew_at = rp_mono_ms() + (long long)((life - margin) * 1000);
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 }
@@ -187,7 +180,7 @@ void disk_renew(struct disk *d)
 			 "retry",
 			 disk_short_id(d->drp_id), err.code, err.message);
 		pthread_mutex_lock(&d->m->mu);
-		d->renew_at = disk_mono_ms() + 5000;
+		d->renew_at = rp_mono_ms() + 5000;
 		pthread_mutex_unlock(&d->m->mu);
 	} else {
 		log_debug("disk %s: SAS renewed", disk_short_id(d->drp_id));
@@ -207,7 +200,7 @@ static int map_cb(void *arg, long long start, long long end)
 /* Fetch the page map in windows.  Any failure: the rest is data. */
 void disk_fetch_map(struct disk *d)
 {
-	long long t0 = disk_mono_ms(), w;
+	long long t0 = rp_mono_ms(), w;
 	const char *name = disk_short_id(d->drp_id);
 
 	/* the VHD footer is data whatever the map says */
@@ -248,7 +241,7 @@ void disk_fetch_map(struct disk *d)
 			return;
 		}
 		ra_map_known(d->cache, we);
-		if (disk_mono_ms() - t0 > MAP_BUDGET_MS && we < d->len) {
+		if (rp_mono_ms() - t0 > MAP_BUDGET_MS && we < d->len) {
 			log_info("disk %s: page map stopped at %lld of %lld "
 				 "bytes (time budget); the rest counts as data",
 				 name, we, d->len);

@@ -70,7 +70,6 @@ struct disk_fixes {
 	int n, regrants, tokens;
 };
 
-long long disk_mono_ms(void);
 /* The name part of an id, for log lines. */
 const char *disk_short_id(const char *id);
 /* BeginGetAccess and install the SAS; plans the renewal.  d->grant_mu

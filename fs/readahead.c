@@ -31,9 +31,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../net/clock.h"
 #include "pagemap.h"
 #include "readahead_int.h"
 
@@ -73,15 +73,6 @@ struct ra_cache {
 /* Lookups scan the list: keep it short.  Small random-read entries are
  * what would grow it; the kernel's page cache holds those pages anyway. */
 #define RA_MAX_ENTRIES 128
-
-static unsigned long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000 +
-	       (unsigned long long)ts.tv_nsec / 1000000;
-}
 
 /* ---- cache ---- */
 
@@ -395,7 +386,7 @@ static int remember_failure(struct ra_streams *streams,
 {
 	int rc = res->error ? res->error : -EIO;
 
-	streams->fail_until = now_ms() + RA_FAIL_HOLD_MS;
+	streams->fail_until = rp_mono_ms() + RA_FAIL_HOLD_MS;
 	streams->fail_error = rc;
 	streams->fail_err = res->err;
 	if (err)
@@ -406,7 +397,7 @@ static int remember_failure(struct ra_streams *streams,
 /* The remembered give-up, if it is recent. */
 static int recent_failure(const struct ra_streams *streams, struct rp_err *err)
 {
-	if (!streams->fail_until || now_ms() >= streams->fail_until)
+	if (!streams->fail_until || rp_mono_ms() >= streams->fail_until)
 		return 0;
 	if (err)
 		*err = streams->fail_err;

@@ -65,7 +65,7 @@ struct ra_streams {
 	 * kernel re-reads synchronously what its failed read-ahead asked
 	 * for, and each re-read would otherwise cost another full budget
 	 * against a hung service.  Other handles (a new open) try again. */
-	unsigned long long fail_until;
+	long long fail_until;
 	int fail_error;
 	struct rp_err fail_err;
 };

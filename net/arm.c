@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "arm.h"
+#include "clock.h"
 #include "log.h"
 
 #define ARM_MAX_PAGES 10000
@@ -571,28 +572,11 @@ static long poll_wait(const struct http_response *r, long *backoff)
 	return w;
 }
 
-static long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* Wait before the next poll; -ETIMEDOUT when the deadline would pass. */
 static int wait_or_timeout(long wait, long deadline, long max_wait_ms,
 			   struct rp_err *err)
 {
-	long left = deadline - now_ms();
+	long left = deadline - rp_mono_ms();
 
 	if (left <= 0) {
 		rp_err_set(err, 0, "OperationTimedOut",
@@ -600,7 +584,7 @@ static int wait_or_timeout(long wait, long deadline, long max_wait_ms,
 			   max_wait_ms / 1000);
 		return -ETIMEDOUT;
 	}
-	sleep_ms(wait < left ? wait : left);
+	rp_sleep_ms(wait < left ? wait : left);
 	return 0;
 }
 
@@ -644,7 +628,7 @@ int arm_lro_wait(struct arm *a, const struct http_response *first,
 		 long max_wait_ms, json_object **status_body,
 		 json_object **location_body, struct rp_err *err)
 {
-	long deadline = now_ms() + max_wait_ms;
+	long deadline = rp_mono_ms() + max_wait_ms;
 	long backoff = ARM_POLL_FIRST_MS;
 	long wait;
 	const char *op = first->async_operation;

@@ -22,12 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "arm.h"
 #include "az.h"
 #include "az_parse.h"
 #include "az_restore.h"
+#include "clock.h"
 
 #define AZ_RESTORE_COMPUTE_API "2025-04-01"
 #define AZ_RESTORE_DISK_API "2025-01-02"
@@ -315,14 +315,6 @@ static char *put_body(const struct az_restore_disk_req *q, const char *loc)
 	return out;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Read the disk until its provisioningState is terminal. */
 static int wait_disk(struct az_restore *r, const struct az_restore_disk_req *q,
 		     const char *url, long deadline, char **disk_id,
@@ -359,16 +351,13 @@ static int wait_disk(struct az_restore *r, const struct az_restore_disk_req *q,
 			return -EIO;
 		}
 		json_object_put(o);
-		if (now_ms() + AZ_RESTORE_POLL_MS > deadline) {
+		if (rp_mono_ms() + AZ_RESTORE_POLL_MS > deadline) {
 			rp_err_set(err, 0, "Timeout",
 				   "disk '%.80s' was not ready within %ld s",
 				   q->name, r->max_wait_ms / 1000);
 			return -ETIMEDOUT;
 		}
-		nanosleep(
-		    &(struct timespec){AZ_RESTORE_POLL_MS / 1000,
-				       AZ_RESTORE_POLL_MS % 1000 * 1000000L},
-		    NULL);
+		rp_sleep_ms(AZ_RESTORE_POLL_MS);
 	}
 }
 
@@ -377,7 +366,7 @@ int az_restore_disk(struct az_restore *r, const struct az_restore_disk_req *q,
 {
 	struct http_response resp = {0};
 	char *url = NULL, *loc = NULL, *body = NULL;
-	long deadline = now_ms() + r->max_wait_ms;
+	long deadline = rp_mono_ms() + r->max_wait_ms;
 	int rc;
 
 	*disk_id = NULL;

@@ -29,12 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "blob_int.h"
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 
@@ -124,7 +124,7 @@ static void attempt_done(struct blob_worker *w, struct blob_xfer *x,
 		return;
 	}
 	blob_xfer_cleanup(x);
-	x->not_before_ms = blob_mono_ms() + delay;
+	x->not_before_ms = rp_mono_ms() + delay;
 	pthread_mutex_lock(&w->mu);
 	list_push_tail(&w->queue, x);
 	pthread_mutex_unlock(&w->mu);
@@ -139,7 +139,7 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		struct blob_xfer *start = NULL, *dead = NULL, *x, *nx;
-		long long now = blob_mono_ms(), next = now + 1000;
+		long long now = rp_mono_ms(), next = now + 1000;
 		bool stop;
 		int still, timeout;
 		CURLMsg *m;
@@ -216,7 +216,7 @@ static void *worker_main(void *arg)
 			pthread_mutex_unlock(&w->mu);
 			attempt_done(w, d, m->data.result);
 		}
-		now = blob_mono_ms();
+		now = rp_mono_ms();
 		pthread_mutex_lock(&w->mu);
 		for (x = w->queue; x; x = x->next)
 			if (x->not_before_ms < next)
@@ -354,7 +354,7 @@ static struct blob_xfer *xfer_new(struct blob_engine *e,
 	x->done = done;
 	x->arg = arg;
 	x->total = -1;
-	x->first_ms = blob_mono_ms();
+	x->first_ms = rp_mono_ms();
 	x->retry_after_ms = -1;
 	return x;
 }
@@ -603,7 +603,6 @@ int blob_read_direct(struct blob_engine *e, struct blob_source *src,
 	for (;;) {
 		long st = 0, delay = 0;
 		CURLcode cc;
-		struct timespec ts;
 
 		/* no curl_easy_reset: every option is set again below */
 		rc = blob_xfer_setup(e, x, c);
@@ -619,9 +618,7 @@ int blob_read_direct(struct blob_engine *e, struct blob_source *src,
 		if (blob_xfer_judge(x, cc, st, &delay))
 			break;
 		blob_xfer_cleanup(x);
-		ts.tv_sec = delay / 1000;
-		ts.tv_nsec = (delay % 1000) * 1000000;
-		nanosleep(&ts, NULL);
+		rp_sleep_ms(delay);
 	}
 	*res = x->res;
 	res->gen = x->gen;

@@ -111,7 +111,6 @@ struct blob_engine {
 	atomic_ullong n_requests, n_retries, n_bytes;
 };
 
-long long blob_mono_ms(void);
 /* Drop what one attempt allocated (secrets wiped); keeps the transfer. */
 void blob_xfer_cleanup(struct blob_xfer *x);
 void blob_xfer_free(struct blob_xfer *x);

@@ -23,16 +23,9 @@
 #include <unistd.h>
 
 #include "blob_int.h"
+#include "clock.h"
 #include "http.h"
 #include "log.h"
-
-long long blob_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void wipe_str(char *s)
 {
@@ -563,7 +556,7 @@ int blob_xfer_judge(struct blob_xfer *x, CURLcode cc, long st, long *delay_ms)
 		return 1;
 	}
 	*delay_ms = http_backoff_ms(x->attempt, x->retry_after_ms);
-	now = blob_mono_ms();
+	now = rp_mono_ms();
 	if (x->attempt >= e->max_retries ||
 	    now + *delay_ms - x->first_ms > e->max_retry_total_ms) {
 		log_warn("blob: giving up on %s after %d attempts: %s %s",

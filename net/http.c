@@ -31,6 +31,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 
@@ -466,24 +467,6 @@ static CURL *thread_easy(void)
 	return h;
 }
 
-static long elapsed_ms(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1000L +
-	       (t.tv_nsec - t0->tv_nsec) / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000,
-			      .tv_nsec = (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static int curl_errno(CURLcode c, bool too_big)
 {
 	if (too_big)
@@ -556,7 +539,7 @@ int http_do(const struct http_request *req, struct http_response *resp,
 	struct curl_slist *hdrs = NULL, *tmp;
 	char errbuf[CURL_ERROR_SIZE];
 	char safe[512];
-	struct timespec t0;
+	long long t0;
 	CURL *h;
 	int rc = -EIO, tries;
 
@@ -585,7 +568,7 @@ int http_do(const struct http_request *req, struct http_response *resp,
 	hdrs = tmp;
 
 	log_redact_url(req->url, safe, sizeof(safe));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = rp_mono_ms();
 	tries = req->no_retry ? 0 : cfg.max_retries;
 	for (int n = 0;; n++) {
 		CURLcode cc = CURLE_OK;
@@ -613,10 +596,10 @@ int http_do(const struct http_request *req, struct http_response *resp,
 		budget = atomic_load(&budget_override_ms);
 		if (budget <= 0 || budget > cfg.max_retry_total_ms)
 			budget = cfg.max_retry_total_ms;
-		if (elapsed_ms(&t0) + wait > budget) {
+		if ((rp_mono_ms() - t0) + wait > budget) {
 			log_info("%s %s: giving up retries after %ld ms",
 				 req->method ? req->method : "GET", safe,
-				 elapsed_ms(&t0));
+				 (long)(rp_mono_ms() - t0));
 			break;
 		}
 		if (rc == 0)
@@ -627,7 +610,7 @@ int http_do(const struct http_request *req, struct http_response *resp,
 			log_info("%s %s: %s, retry %d in %ld ms",
 				 req->method ? req->method : "GET", safe,
 				 curl_easy_strerror(cc), n + 1, wait);
-		sleep_ms(wait);
+		rp_sleep_ms(wait);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
