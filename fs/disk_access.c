@@ -215,21 +215,14 @@ void disk_fetch_map(struct disk *d)
 		struct blob_result res;
 		struct disk_fixes f = {0};
 		struct rp_err err;
-		int rc, garbled = 0;
+		int rc;
 
+		/* net/ has already asked again for a garbled answer; what
+		 * is left to fix here is the grant or the token. */
 		for (;;) {
 			rc = blob_page_ranges(d->m->eng, d->src, w, we, map_cb,
 					      d, &res);
-			if (!rc)
-				break;
-			/* A garbled answer is asked for again, like a dropped
-			 * connection: falling back to "all data" turns a
-			 * sparse copy into a full one.  Ranges parsed before
-			 * the damage are merged again harmlessly. */
-			if (!strcmp(res.err.code, "BadResponse") &&
-			    ++garbled < MAP_GARBLED_TRIES)
-				continue;
-			if (disk_fix_auth(d, &res, &f, &err))
+			if (!rc || disk_fix_auth(d, &res, &f, &err))
 				break;
 		}
 		if (rc) {

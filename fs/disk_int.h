@@ -21,7 +21,6 @@
 #define MAP_WINDOW GiB	    /* x-ms-range of one page-list request */
 #define MAP_BUDGET_MS 20000 /* at open; past it the rest counts as data */
 #define READ_FIXES_MAX 8    /* auth fix-ups in one operation, all kinds */
-#define MAP_GARBLED_TRIES 3 /* page-list answers that fail to parse */
 
 enum disk_state { D_GRANTING, D_READY, D_REVOKING };
 

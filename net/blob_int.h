@@ -22,6 +22,7 @@
 
 #define BLOB_XMS_VERSION "2021-08-06"
 #define BLOB_ERRBODY_MAX 4096
+#define BLOB_PL_GARBLED_TRIES 3 /* page-list answers that fail to parse */
 
 struct blob_source {
 	pthread_mutex_t mu;
@@ -59,6 +60,7 @@ struct blob_xfer {
 
 	/* retry bookkeeping */
 	int attempt;
+	int pl_garbled; /* PAGELIST answers that did not parse */
 	long long first_ms, not_before_ms;
 
 	/* one attempt */

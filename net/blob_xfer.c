@@ -146,6 +146,19 @@ static void abort_with(struct blob_xfer *x, int err, bool final,
 		   detail ? ": " : "", detail ? detail : "");
 }
 
+/*
+ * A page list that does not parse is asked for again, like a dropped
+ * connection, but only BLOB_PL_GARBLED_TRIES times in all: the caller's
+ * fallback ("the whole blob is data") turns a sparse copy into a full one,
+ * so it is worth a retry, yet a server that always garbles it must not
+ * cost the whole retry budget.  Ranges parsed before the damage are
+ * reported again by the next attempt; callers merge them.  true: retry.
+ */
+static bool pl_garbled_retry(struct blob_xfer *x)
+{
+	return ++x->pl_garbled < BLOB_PL_GARBLED_TRIES;
+}
+
 /* First body bytes: decide whether this is data or an error body. */
 static bool check_response(struct blob_xfer *x)
 {
@@ -213,7 +226,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 	}
 	if (x->kind == BLOB_X_PAGELIST) {
 		if (blob_pl_parser_feed(x->pp, p, n, false)) {
-			abort_with(x, -EIO, true, "malformed page list",
+			abort_with(x, -EIO, !pl_garbled_retry(x),
+				   "malformed page list",
 				   blob_pl_parser_error(x->pp));
 			return 0;
 		}
@@ -475,11 +489,13 @@ static int classify(struct blob_xfer *x, CURLcode cc, long st)
 			if (!x->checked && !check_response(x))
 				return 0;
 			if (blob_pl_parser_feed(x->pp, "", 0, true)) {
-				r->status = BLOB_FAILED;
-				r->error = -EIO;
 				rp_err_set(&r->err, (int)st, "BadResponse",
 					   "malformed page list: %s",
 					   blob_pl_parser_error(x->pp));
+				if (pl_garbled_retry(x))
+					return 0;
+				r->status = BLOB_FAILED;
+				r->error = -EIO;
 				return 1;
 			}
 			free(x->next_marker);
