@@ -2,17 +2,27 @@
  * test_fs_readahead.c -- the arithmetic behind disk reads: the sparse map
  * (merging, caps, lseek SEEK_DATA/SEEK_HOLE semantics, what counts as
  * data while the map is partial), the read-ahead policy (what is
- * sequential, how the window grows, what a random read fetches), and a
- * cache whose map says "hole" serving zeros without a single request.
+ * sequential, how the window grows, what a random read fetches), a
+ * cache whose map says "hole" serving zeros without a single request, and
+ * a handle that has just given up not asking a dead server again.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "blob.h"
 #include "check.h"
+#include "http.h"
 #include "pagemap.h"
 #include "readahead.h"
+#include "secret.h"
 
 #define KiB 1024LL
 #define MiB (1024 * KiB)
@@ -305,6 +315,91 @@ static void test_holes_read_as_zeros_without_a_request(void)
 	free(buf);
 }
 
+/*
+ * A server that is down: it accepts each connection and closes it at once,
+ * counting them, so the test sees every request the cache sends.
+ */
+static atomic_int dead_conns;
+
+static void *dead_server(void *arg)
+{
+	int ls = *(int *)arg;
+
+	for (;;) {
+		int fd = accept(ls, NULL, NULL);
+
+		if (fd < 0)
+			return NULL;
+		atomic_fetch_add(&dead_conns, 1);
+		close(fd);
+	}
+}
+
+static void test_a_handle_that_gave_up_fails_at_once_for_a_while(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sa);
+	struct http_config hc = {0};
+	struct blob_engine_config ec = {.max_retry_total_ms = 1};
+	struct ra_config c = cfg_default();
+	struct ra_streams st = {0}, fresh = {0};
+	struct ra_fault fault;
+	struct secret sas = {0};
+	struct blob_engine *eng;
+	struct blob_source *src;
+	struct ra_cache *rc;
+	struct rp_err err;
+	char url[128], buf[4096];
+	pthread_t th;
+	int ls, seen;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ls = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(ls >= 0);
+	CHECK_INT(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	CHECK_INT(listen(ls, 16), 0);
+	CHECK_INT(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+	CHECK_INT(pthread_create(&th, NULL, dead_server, &ls), 0);
+	snprintf(url, sizeof(url),
+		 "https://127.0.0.1:%d/c/d.vhd?sv=2021-08-06&sig=x",
+		 ntohs(sa.sin_port));
+	CHECK_INT(http_global_init(&hc), 0);
+	eng = blob_engine_new(&ec); /* a 1 ms budget: one attempt each */
+	src = blob_source_new();
+	CHECK(eng && src);
+	CHECK_INT(secret_set(&sas, url), 0);
+	CHECK_INT(blob_source_set_sas(src, &sas), 0);
+	rc = ra_cache_new(&c, eng, 64 * MiB + 512);
+	CHECK(rc != NULL);
+
+	/* the first read asks, and fails with an error, not a hang */
+	CHECK_INT(ra_read(rc, &st, src, buf, 4096, 8 * MiB, &fault, &err),
+		  -EIO);
+	seen = atomic_load(&dead_conns);
+	CHECK(seen >= 1);
+	/* the kernel's re-read of the same page, and the next read, fail
+	 * at once with the same error: no new connection */
+	CHECK_INT(ra_read(rc, &st, src, buf, 4096, 8 * MiB, &fault, &err),
+		  -EIO);
+	CHECK_INT(ra_read(rc, &st, src, buf, 4096, 9 * MiB, &fault, &err),
+		  -EIO);
+	CHECK_INT(atomic_load(&dead_conns), seen);
+	CHECK(err.code[0] != 0);
+	/* another handle (a new open) asks again */
+	CHECK_INT(ra_read(rc, &fresh, src, buf, 4096, 8 * MiB, &fault, &err),
+		  -EIO);
+	CHECK(atomic_load(&dead_conns) > seen);
+
+	ra_cache_free(rc);
+	blob_source_unref(src);
+	blob_engine_free(eng);
+	secret_clear(&sas);
+	shutdown(ls, SHUT_RDWR);
+	close(ls);
+	pthread_join(th, NULL);
+	http_global_cleanup();
+}
+
 int main(void)
 {
 	test_map_merges_adjacent_and_repeated_ranges();
@@ -318,5 +413,6 @@ int main(void)
 	test_two_readers_keep_their_streams();
 	test_random_read_fetches_a_small_aligned_span();
 	test_holes_read_as_zeros_without_a_request();
+	test_a_handle_that_gave_up_fails_at_once_for_a_while();
 	return CHECK_DONE();
 }
