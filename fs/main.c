@@ -60,6 +60,7 @@ struct main_opts {
 	char *disk_api;
 	int ro;
 	int allow_delete;
+	int direct_io;
 	int allow_other;
 	int show_help;
 	int show_version;
@@ -108,6 +109,8 @@ static const struct fuse_opt main_spec[] = {
     MAIN_STR("disk_api", disk_api),
     {"allow_delete", offsetof(struct main_opts, allow_delete), 1},
     {"--allow-delete", offsetof(struct main_opts, allow_delete), 1},
+    {"direct_io", offsetof(struct main_opts, direct_io), 1},
+    {"--direct-io", offsetof(struct main_opts, direct_io), 1},
     FUSE_OPT_KEY("ro", MAIN_KEY_RO),
     FUSE_OPT_KEY("allow_other", MAIN_KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("-h", MAIN_KEY_HELP),
@@ -177,6 +180,7 @@ static void main_usage(const char *prog)
 	    "    -o readahead=BYTES     largest read-ahead window (67108864)\n"
 	    "    -o parallel=N          ranges in flight per disk (8)\n"
 	    "    -o pagelist=0|1        use the page map for holes (1)\n"
+	    "    -o direct_io           disk reads bypass the page cache\n"
 	    "    -o cache_max=BYTES     chunk cache for all disks (2 * "
 	    "readahead)\n"
 	    "    -o stall_timeout=S     retry a transfer slower than 1 KiB/s "
@@ -453,6 +457,7 @@ int main(int argc, char *argv[])
 	ctx.subscription = o.subscription;
 	ctx.ro = o.ro;
 	ctx.allow_delete = o.allow_delete;
+	ctx.direct_io = o.direct_io;
 	ctx.cache_timeout_s = t.cache_timeout;
 	ctx.uid = getuid();
 	ctx.gid = getgid();

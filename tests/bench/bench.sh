@@ -212,9 +212,9 @@ F() { printf '%s/mnt/rg-bench/c/rp/%s.vhd' "$W" "$1"; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f\n", b / t / 1e6}'; }
 
 # rpfs_read DISK [dd args] -> "MB/s cpu_s_per_GiB hwm_MiB"
-rpfs_read() {
+rpfs_read() { # DISK [dd operands]; MOUNT_OPTS: extra mount options
 	d=$1; shift
-	mount_rpfs
+	mount_rpfs ${MOUNT_OPTS:-}
 	head -c 1 "$(F "$d")" > /dev/null # grant and page map outside the timing
 	c0=$(cpu_ticks "$MPID")
 	t0=$(now)
@@ -272,18 +272,23 @@ if [ -n "${HOLD:-}" ]; then # keep servers and a mount for manual runs
 fi
 if want a; then
 echo "== (a) loopback, sequential, big.vhd ($BIG_GIB GiB): MB/s"
-i=0; : > "$W/a.curl"; : > "$W/a.rpfs"
+i=0; : > "$W/a.curl"; : > "$W/a.rpfs"; : > "$W/a.dio"
 while [ $i -lt "$RUNS" ]; do
 	curl_one >> "$W/a.curl"
 	rpfs_read big >> "$W/a.rpfs"
+	MOUNT_OPTS="-o direct_io" rpfs_read big >> "$W/a.dio"
 	i=$((i + 1))
 done
 echo "curl 1 stream (MB/s cpu-s/GiB):"
 sed 's/^/    /' "$W/a.curl"
 echo "rpfs (MB/s cpu-s/GiB peak-RSS-MiB):"
 sed 's/^/    /' "$W/a.rpfs"
+echo "rpfs -o direct_io (MB/s cpu-s/GiB peak-RSS-MiB):"
+sed 's/^/    /' "$W/a.dio"
 C=$(awk '{print $1}' "$W/a.curl" | median); R=$(awk '{print $1}' "$W/a.rpfs" | median)
+D=$(awk '{print $1}' "$W/a.dio" | median)
 echo "ratio rpfs/curl (medians): $(awk -v r="$R" -v c="$C" 'BEGIN {printf "%.2f", r / c}')"
+echo "ratio rpfs -o direct_io/curl (medians): $(awk -v r="$D" -v c="$C" 'BEGIN {printf "%.2f", r / c}')"
 echo "peak RSS reading the 1 GiB disk (MB/s cpu-s/GiB RSS-MiB): $(rpfs_read one)"
 fi
 
