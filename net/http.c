@@ -493,7 +493,7 @@ static int attempt(CURL *h, const struct http_request *req,
 	struct xfer x = {
 	    .resp = resp, .cap = cfg.max_body, .retry_after_ms_hdr = -1};
 	const char *m = req->method ? req->method : "GET";
-	long status = 0;
+	long status = 0, tmo, cap;
 
 	http_setup_easy(h);
 	errbuf[0] = '\0';
@@ -506,8 +506,14 @@ static int attempt(CURL *h, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 	if (req->no_proxy)
 		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	if (req->timeout_ms > 0)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	/* Set every time (the handle is reused).  A lowered budget caps a
+	 * single attempt too: at unmount, a service that takes the request
+	 * and never answers would otherwise hold it for the stall timeout. */
+	tmo = req->timeout_ms > 0 ? req->timeout_ms : 0;
+	cap = atomic_load(&budget_override_ms);
+	if (cap > 0 && (tmo == 0 || tmo > cap))
+		tmo = cap;
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo);
 	if (strcmp(m, "HEAD") == 0) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(m, "GET") != 0) {

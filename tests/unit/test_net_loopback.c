@@ -316,6 +316,37 @@ static void test_dropped_connection_is_retried(void)
 	http_response_free(&rs);
 }
 
+/* A service that takes the request and never answers in time. */
+static void h_hang(const struct req *rq, struct reply *rp)
+{
+	(void)rq;
+	sleep(4);
+	reply_json(rp, 200, "{}");
+}
+
+/* After the unmount (http_set_retry_budget), one attempt that hangs may
+ * not outlast the budget: the stall timeout alone would be 30 s. */
+static void test_a_hung_attempt_is_cut_at_the_lowered_budget(void)
+{
+	char url[128];
+	struct http_request rq = {.method = "POST", .url = url};
+	struct http_response rs;
+	struct rp_err err;
+	double t0;
+	int rc;
+
+	snprintf(url, sizeof(url), "%s/hang", base);
+	use(h_hang);
+	http_set_retry_budget(1000);
+	t0 = now_s();
+	rc = http_do(&rq, &rs, &err);
+	http_set_retry_budget(0);
+	CHECK(rc < 0);
+	CHECK(now_s() - t0 < 3.0);
+	CHECK(err.code[0] != 0);
+	http_response_free(&rs);
+}
+
 static void h_always_429(const struct req *rq, struct reply *rp)
 {
 	rp->status = 429;
@@ -951,6 +982,8 @@ int main(void)
 	test_az_errors_and_lists(az);
 	test_no_credentials_fail_cleanly_before_any_request();
 	test_instance_metadata_never_goes_through_a_proxy();
+	/* last: its server thread keeps the handler lock for 4 s */
+	test_a_hung_attempt_is_cut_at_the_lowered_budget();
 
 	az_free(az);
 	arm_free(arm);
