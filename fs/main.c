@@ -178,7 +178,7 @@ static void main_usage(const char *prog)
 	    "(2000)\n"
 	    "    -o chunk_size=BYTES    bytes per ranged GET (4194304)\n"
 	    "    -o readahead=BYTES     largest read-ahead window (67108864)\n"
-	    "    -o parallel=N          ranges in flight per disk (8)\n"
+	    "    -o parallel=N          ranges in flight per disk (16)\n"
 	    "    -o pagelist=0|1        use the page map for holes (1)\n"
 	    "    -o direct_io           disk reads bypass the page cache\n"
 	    "    -o cache_max=BYTES     chunk cache for all disks (2 * "
@@ -231,7 +231,7 @@ static int main_tuning(const struct main_opts *o, bool debug,
 	    .linger_ms = 2000,
 	    .chunk_size = 4u << 20,
 	    .readahead_max = 64u << 20,
-	    .max_parallel = 8,
+	    .max_parallel = 16,
 	    .use_pagelist = true,
 	};
 	if (o->cache_timeout && main_number("cache_timeout", o->cache_timeout,

@@ -129,7 +129,7 @@ void ra_config_defaults(struct ra_config *cfg)
 		cfg->unit = 4 * KiB;
 	cfg->unit = align_up(cfg->unit, 512);
 	if (cfg->parallel <= 0)
-		cfg->parallel = 8;
+		cfg->parallel = 16;
 }
 
 size_t ra_window_next(size_t cur, const struct ra_config *cfg)

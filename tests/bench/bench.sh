@@ -128,7 +128,7 @@ pid $W/nginx/nginx.pid;
 error_log $W/nginx/error.log;
 events { worker_connections 256; }
 http {
-  log_format bytes '\$request_method \$status \$bytes_sent \$arg_comp';
+  log_format bytes '\$request_method \$status \$bytes_sent \$arg_comp \$connection \$connection_requests \$msec \$request_time';
   access_log $W/nginx/access.log bytes;
   sendfile on;
   keepalive_requests 100000;

@@ -167,7 +167,7 @@ static void test_defaults_and_alignment(void)
 	CHECK_INT(c.window_min, 8 * MiB);
 	CHECK_INT(c.window_max, 64 * MiB);
 	CHECK_INT(c.unit, 4 * KiB);
-	CHECK_INT(c.parallel, 8);
+	CHECK_INT(c.parallel, 16);
 	c = (struct ra_config){.chunk = 1000000, .window_max = 100};
 	ra_config_defaults(&c);
 	CHECK_INT(c.chunk % 512, 0);
