@@ -89,8 +89,14 @@ def test_every_disk_file_is_the_image_plus_footer(rpfs, emulator, tmp_path,
     assert cmp_files(tmp_path / "copy.vhd", exp)[0] == 0
 
 
-def test_qemu_img_sees_a_fixed_vhd_of_the_disk_size(rpfs, emulator):
-    m = rpfs()
+# The tools users point at a disk file, with the page cache and without.
+MOUNTS = pytest.mark.parametrize("opts", [(), ("-o", "direct_io")],
+                                 ids=["cached", "direct_io"])
+
+
+@MOUNTS
+def test_qemu_img_sees_a_fixed_vhd_of_the_disk_size(rpfs, emulator, opts):
+    m = rpfs(*opts)
     for name in ("vm1-os", "vm1-data"):
         res = subprocess.run(["qemu-img", "info", "-f", "vpc",
                               "--output=json", str(disk_file(m, name))],
@@ -110,8 +116,9 @@ def debugfs_cat(device, path):
     return res.stdout
 
 
-def test_debugfs_reads_files_inside_the_disks(rpfs, emulator):
-    m = rpfs()
+@MOUNTS
+def test_debugfs_reads_files_inside_the_disks(rpfs, emulator, opts):
+    m = rpfs(*opts)
     man = manifest(emulator)["images"]
     # the OS disk: ext4 in an MBR partition, reached through unix_io's
     # offset= option without copying the partition out
