@@ -134,6 +134,30 @@ def test_debugfs_reads_files_inside_the_disks(rpfs, emulator, opts):
         assert hashlib.sha256(data).hexdigest() == f["sha256"], f["path"]
 
 
+@MOUNTS
+def test_read_only_loop_mount_of_the_os_partition(rpfs, emulator, tmp_path,
+                                                  opts):
+    # rpfs.1's recipe: the partition mounted read-only through a loop
+    # device, no disk created in Azure and nothing copied first.
+    m = rpfs(*opts)
+    osinfo = manifest(emulator)["images"]["os.img"]
+    mnt = tmp_path / "recover"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-o", "ro,loop,offset=%d" %
+                          osinfo["partition_offset"],
+                          str(disk_file(m, "vm1-os")), str(mnt)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    try:
+        assert (mnt / "etc" / "hostname").read_bytes() == b"vm1\n"
+        for f in osinfo["files"]:
+            data = (mnt / f["path"].lstrip("/")).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f["sha256"], f["path"]
+    finally:
+        subprocess.run(["umount", str(mnt)], timeout=60, check=True)
+
+
 def test_random_offset_reads_return_the_exact_bytes(rpfs, emulator, tmp_path):
     m = rpfs()
     exp = expected_blob(emulator, "vm1-os", tmp_path).read_bytes()
