@@ -24,11 +24,11 @@
 # its peak RSS from VmHWM.
 #
 # Phases: (a) loopback sequential: rpfs vs one curl stream; (b) cloud-like
-# link (tests/bench/linkproxy.py: 20 ms per request, 100 MB/s per
-# connection, between the SAS host:port and nginx) vs 1 and 8 parallel
-# curl range streams; (c) fio random 4 KiB psync reads vs one keep-alive
-# curl GET per read; (d) the sparse disk: cp --sparse=always vs a full
-# read, time and bytes sent by nginx.
+# link (tests/bench/linkproxy.c, compiled into WORKDIR at set-up: 20 ms
+# per request, 100 MB/s per connection, between the SAS host:port and
+# nginx) vs 1 and 8 parallel curl range streams; (c) fio random 4 KiB
+# psync reads vs one keep-alive curl GET per read; (d) the sparse disk:
+# cp --sparse=always vs a full read, time and bytes sent by nginx.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -50,6 +50,8 @@ mkdir -p "$W/img" "$W/state" "$W/nginx/tmp" "$W/mnt" "$W/out" "$W/secret"
 umask 022
 chmod 755 "$W" "$W/img"
 chmod 700 "$W/secret"
+# the cloud-like link of phase (b); C, so that it takes little CPU
+cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -o "$W/linkproxy" "$HERE/linkproxy.c"
 
 log() { printf '%s\n' "$*" >&2; }
 now() { date +%s.%N; }
@@ -262,7 +264,7 @@ if [ -n "${HOLD:-}" ]; then # keep servers and a mount for manual runs
 		nginx_conf "$NPORT2"
 		nginx -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" -s reload
 		sleep 1
-		$PY "$HERE/linkproxy.py" "$NPORT" "$NPORT2" --rtt-ms 20 --mbps 100 > "$W/proxy.out" &
+		"$W/linkproxy" "$NPORT" "$NPORT2" --rtt-ms 20 --mbps 100 > "$W/proxy.out" &
 		PPID_=$!
 		sleep 0.5
 	fi
@@ -298,7 +300,7 @@ echo "== (b) cloud-like link (20 ms/request, 100 MB/s/connection), first $LINK_M
 nginx_conf "$NPORT2"
 nginx -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" -s reload
 sleep 1
-$PY "$HERE/linkproxy.py" "$NPORT" "$NPORT2" --rtt-ms 20 --mbps 100 > "$W/proxy.out" &
+"$W/linkproxy" "$NPORT" "$NPORT2" --rtt-ms 20 --mbps 100 > "$W/proxy.out" &
 PPID_=$!
 sleep 0.5
 LB=$((LINK_MIB << 20))
