@@ -60,7 +60,7 @@ struct main_opts {
 	char *disk_api;
 	int ro;
 	int allow_delete;
-	int direct_io;
+	int direct_io; /* -1 until an option says: the default is on */
 	int allow_other;
 	int show_help;
 	int show_version;
@@ -111,6 +111,8 @@ static const struct fuse_opt main_spec[] = {
     {"--allow-delete", offsetof(struct main_opts, allow_delete), 1},
     {"direct_io", offsetof(struct main_opts, direct_io), 1},
     {"--direct-io", offsetof(struct main_opts, direct_io), 1},
+    {"page_cache", offsetof(struct main_opts, direct_io), 0},
+    {"--page-cache", offsetof(struct main_opts, direct_io), 0},
     FUSE_OPT_KEY("ro", MAIN_KEY_RO),
     FUSE_OPT_KEY("allow_other", MAIN_KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("-h", MAIN_KEY_HELP),
@@ -180,7 +182,10 @@ static void main_usage(const char *prog)
 	    "    -o readahead=BYTES     largest read-ahead window (67108864)\n"
 	    "    -o parallel=N          ranges in flight per disk (16)\n"
 	    "    -o pagelist=0|1        use the page map for holes (1)\n"
-	    "    -o direct_io           disk reads bypass the page cache\n"
+	    "    -o direct_io           disk reads bypass the page cache "
+	    "(default)\n"
+	    "    -o page_cache          disk reads through the page cache "
+	    "(mmap works)\n"
 	    "    -o cache_max=BYTES     chunk cache for all disks (2 * "
 	    "readahead)\n"
 	    "    -o stall_timeout=S     retry a transfer slower than 1 KiB/s "
@@ -401,7 +406,7 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts cmd = {0};
-	struct main_opts o = {0};
+	struct main_opts o = {.direct_io = -1};
 	struct main_tuning t;
 	struct main_world w = {0};
 	struct ops_ctx ctx = {0};
@@ -457,7 +462,7 @@ int main(int argc, char *argv[])
 	ctx.subscription = o.subscription;
 	ctx.ro = o.ro;
 	ctx.allow_delete = o.allow_delete;
-	ctx.direct_io = o.direct_io;
+	ctx.direct_io = o.direct_io != 0;
 	ctx.cache_timeout_s = t.cache_timeout;
 	ctx.uid = getuid();
 	ctx.gid = getgid();
