@@ -35,7 +35,7 @@ struct ops_ctx {
 	const char *subscription;
 	bool ro;
 	bool allow_delete;
-	bool direct_io; /* disk files bypass the page cache (not -o page_cache) */
+	bool direct_io; /* disk files skip the page cache (not -o page_cache) */
 	double cache_timeout_s;
 	uid_t uid;
 	gid_t gid;
