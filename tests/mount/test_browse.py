@@ -16,7 +16,8 @@ import os
 import stat
 import time
 
-from .util import cat, errno_of, ls, sdk, sh, state_coll, state_group, wait_for
+from .util import (arm_requests, cat, errno_of, ls, sdk, sh, state_coll,
+                   state_group, wait_for)
 
 FIXED_COLL = {"collection.json", "source", "location", "status", "tags",
               "exclude_disks"}
@@ -40,15 +41,6 @@ def disk_names(rp):
                 rp["properties"].get("excludeDisks", [])}
     return [d["name"] for d in disks
             if d["managedDisk"]["id"].lower() not in excluded]
-
-
-def requests(emu):
-    """Resource Manager requests by operation (tokens and blobs aside)."""
-    req = dict(emu.stats()["requests"])
-    for k in list(req):
-        if k == "token" or k.startswith("blob_") or req[k] == 0:
-            del req[k]
-    return req
 
 
 # ---------------------------------------------------------------- the tree
@@ -238,14 +230,14 @@ def test_repeated_ls_lR_within_the_timeout_sends_no_request(rpfs, emulator):
     out = sh("ls", "-lR", m.path).stdout
     assert "vm1-sparse.vhd" in out
     pages = lambda n: max(1, -(-n // 2))  # noqa: E731 (2 per page)
-    assert requests(emulator) == {
+    assert arm_requests(emulator) == {
         "resourcegroups_list": pages(ngroups),
         "collection_list": pages(colls),
         "collection_get": colls,
     }
     emulator.reset_stats()
     assert sh("ls", "-lR", m.path).stdout == out
-    assert requests(emulator) == {}
+    assert arm_requests(emulator) == {}
 
 
 def test_status_and_progress_are_never_cached(rpfs, emulator):
@@ -256,10 +248,10 @@ def test_status_and_progress_are_never_cached(rpfs, emulator):
     for _ in range(3):
         assert cat(rp / "status") == "Succeeded\n"
         assert "vm1-os Succeeded 100" in cat(rp / "progress")
-    assert requests(emulator) == {"rp_get": 6}
+    assert arm_requests(emulator) == {"rp_get": 6}
     emulator.reset_stats()
     cat(m.path / "rg-prod" / "coll1" / "status")
-    assert requests(emulator) == {"collection_get": 1}
+    assert arm_requests(emulator) == {"collection_get": 1}
 
 
 def test_restore_point_made_elsewhere_appears_after_the_cache_timeout(

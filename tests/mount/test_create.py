@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from .util import (cat, errno_of, ls, sdk, sh, shell, state_coll,
-                   wait_for, write)
+from .util import (arm_requests, cat, errno_of, ls, sdk, sh, shell,
+                   state_coll, wait_for, write)
 
 FIXED_COLL = {"collection.json", "source", "location", "status", "tags",
               "exclude_disks"}
@@ -37,12 +37,6 @@ def writes(emu):
     return {k: v for k, v in req.items()
             if v and k in ("collection_put", "collection_patch",
                            "collection_delete", "rp_put", "rp_delete")}
-
-
-def arm_requests(emu):
-    """Every Resource Manager request (tokens and blob reads aside)."""
-    return {k: v for k, v in emu.stats()["requests"].items()
-            if v and k != "token" and not k.startswith("blob_")}
 
 
 def warm(m):

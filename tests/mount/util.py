@@ -98,6 +98,13 @@ def write_token(path, token):
     os.replace(tmp, path)
 
 
+def arm_requests(emu):
+    """Resource Manager requests by operation, those that happened
+    (tokens and blob reads aside)."""
+    return {k: v for k, v in emu.stats()["requests"].items()
+            if v and k != "token" and not k.startswith("blob_")}
+
+
 def state_group(emu, rg):
     """A resource group in emulator.state(), or None."""
     return next((g for g in emu.state()["resource_groups"]
