@@ -5,7 +5,8 @@
 #     tests/bench/bench.sh [WORKDIR]        (default /tmp/rpfs-bench)
 #
 # Env: RPFS_BIN (default build/rpfs), BIG_GIB (dense disk, default 8),
-# RUNS (repetitions, default 3), PHASES (default "a b c d"), LINK_MIB (bytes read over the cloud-like
+# RUNS (repetitions, default 3), RAND_READS (curl GETs per run of (c),
+# default 5000), PHASES (default "a b c d"), LINK_MIB (bytes read over the cloud-like
 # link, default 2048), FIO_SECONDS (default 20), RPFS_OPTS (extra -o
 # options for every mount), READ_AHEAD_KB (written to the mount's
 # /sys/class/bdi/MAJ:MIN/read_ahead_kb after mounting, as root; the kernel
@@ -332,33 +333,48 @@ fi
 # ---- (c) random 4 KiB reads ---------------------------------------------------
 if want c; then
 echo "== (c) random 4 KiB reads of big.vhd: IOPS"
-# one curl process, one keep-alive connection, 2000 ranged GETs ("next"
-# resets options, so each block repeats them)
-$PY - "$W/secret/curl.cfg" "$W/secret/curl-rand.cfg" $((BIG_GIB << 30)) "$CA" <<'PY'
+# one curl process, one keep-alive connection, RAND_READS ranged GETs
+# ("next" resets options, so each block repeats them)
+$PY - "$W/secret/curl.cfg" "$W/secret/curl-rand.cfg" $((BIG_GIB << 30)) "$CA" "${RAND_READS:-5000}" <<'PY'
 import random, sys
-src, dst, size, ca = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+src, dst, size, ca, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 url = open(src).read()
 r = random.Random(1)
 with open(dst, "w") as f:
-    for i in range(2000):
+    for i in range(n):
         off = r.randrange(0, size // 4096) * 4096
         if i:
             f.write("next\n")
         f.write(url + 'range = "%d-%d"\noutput = "/dev/null"\ncacert = "%s"\nsilent\n'
                 % (off, off + 4095, ca))
 PY
-t0=$(now)
-curl -K "$W/secret/curl-rand.cfg"
-t1=$(now)
-echo "curl, one keep-alive GET per read: $(awk -v t="$(echo "$t1 - $t0" | bc)" 'BEGIN {printf "%.0f", 2000 / t}')"
+# GET bytes nginx sent since the log was emptied, per read
+fetched() { awk -v n="$1" '$1 == "GET" && $4 != "pagelist" {s += $3} END {printf "%.0f", s / n}' "$W/nginx/access.log"; }
+i=0; : > "$W/c.curl"; : > "$W/c.rpfs"
 mount_rpfs
 exec 3< "$(F big)" # the grant outside the timing (see rpfs_read)
 head -c 1 <&3 > /dev/null
-fio --name=rand --filename="$(F big)" --readonly --rw=randread --bs=4k --ioengine=psync \
-	--runtime="$FIO_SECONDS" --time_based --size=$((BIG_GIB << 30)) --output-format=json > "$W/fio.json"
+while [ $i -lt "$RUNS" ]; do
+	t0=$(now)
+	curl -K "$W/secret/curl-rand.cfg"
+	t1=$(now)
+	awk -v n="${RAND_READS:-5000}" -v t="$(echo "$t1 - $t0" | bc)" 'BEGIN {printf "%.0f\n", n / t}' >> "$W/c.curl"
+	: > "$W/nginx/access.log"
+	fio --name=rand --filename="$(F big)" --readonly --rw=randread --bs=4k --ioengine=psync \
+		--runtime="$FIO_SECONDS" --time_based --size=$((BIG_GIB << 30)) --output-format=json > "$W/fio.json"
+	$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))["jobs"][0]["read"]; print("%.0f %d" % (r["iops"], r["total_ios"]))' \
+		"$W/fio.json" > "$W/c.one"
+	read -r iops ios < "$W/c.one"
+	echo "$iops $(fetched "$ios")" >> "$W/c.rpfs"
+	i=$((i + 1))
+done
 exec 3<&-
 umount_rpfs
-echo "rpfs, fio psync 1 job: $($PY -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["jobs"][0]["read"]["iops"])' "$W/fio.json")"
+echo "curl, one keep-alive GET per read: $(tr '\n' ' ' < "$W/c.curl")"
+echo "rpfs, fio psync 1 job (IOPS, bytes fetched per read):"
+sed 's/^/    /' "$W/c.rpfs"
+C=$(median < "$W/c.curl"); R=$(awk '{print $1}' "$W/c.rpfs" | median)
+echo "ratio rpfs/curl (medians): $(awk -v r="$R" -v c="$C" 'BEGIN {printf "%.2f", r / c}')"
 fi
 
 # ---- (d) sparse ---------------------------------------------------------------
