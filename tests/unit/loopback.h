@@ -8,11 +8,16 @@
  * handler writes.  One thread per connection; the handler runs under one
  * mutex, so handlers may keep counters in plain statics.  Header-only
  * (static inline) like check.h: each test program gets its own server.
+ *
+ * server_start speaks plain HTTP; server_start_tls HTTPS, with a
+ * certificate for 127.0.0.1 made by the openssl command at run time (a
+ * test dependency), since blob sources accept https URLs only.
  */
 #ifndef RPFS_TEST_LOOPBACK_H
 #define RPFS_TEST_LOOPBACK_H
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -23,6 +28,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 struct req {
 	char method[16];
@@ -51,12 +58,45 @@ static struct req last_req;
 static char ids_seen[8][128];
 static int port;
 static char base[64];
+static SSL_CTX *srv_tls; /* NULL: plain HTTP */
+
+/* One accepted connection, with TLS or without. */
+struct conn {
+	int fd;
+	SSL *ssl;
+};
+
+static inline ssize_t conn_read(struct conn *c, void *p, size_t n)
+{
+	int r;
+
+	if (!c->ssl)
+		return read(c->fd, p, n);
+	r = SSL_read(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+	return r > 0 ? r : -1;
+}
+
+static inline ssize_t conn_write(struct conn *c, const void *p, size_t n)
+{
+	int r;
+
+	if (!c->ssl)
+		return write(c->fd, p, n);
+	r = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+	return r > 0 ? r : -1;
+}
 
 static inline void reply_json(struct reply *rp, int status, const char *json)
 {
 	rp->status = status;
 	rp->body = strdup(json);
 	rp->body_len = strlen(json);
+}
+
+static inline void reply_xml(struct reply *rp, int status, const char *xml)
+{
+	reply_json(rp, status, xml);
+	rp->content_type = "application/xml";
 }
 
 static inline void add_header(struct reply *rp, const char *name, const char *v)
@@ -67,7 +107,7 @@ static inline void add_header(struct reply *rp, const char *name, const char *v)
 		 v);
 }
 
-static inline bool read_request(int fd, struct req *rq)
+static inline bool read_request(struct conn *c, struct req *rq)
 {
 	char buf[16384];
 	size_t n = 0;
@@ -80,7 +120,7 @@ static inline bool read_request(int fd, struct req *rq)
 
 		if (n >= sizeof(buf) - 1)
 			return false;
-		r = read(fd, buf + n, sizeof(buf) - 1 - n);
+		r = conn_read(c, buf + n, sizeof(buf) - 1 - n);
 		if (r <= 0)
 			return false;
 		n += (size_t)r;
@@ -113,7 +153,7 @@ static inline bool read_request(int fd, struct req *rq)
 		memcpy(rq->body, b, have < (size_t)clen ? have : (size_t)clen);
 		while (have < (size_t)clen) {
 			ssize_t r =
-			    read(fd, rq->body + have, (size_t)clen - have);
+			    conn_read(c, rq->body + have, (size_t)clen - have);
 
 			if (r <= 0)
 				return false;
@@ -124,10 +164,10 @@ static inline bool read_request(int fd, struct req *rq)
 	return true;
 }
 
-static inline bool write_all(int fd, const char *p, size_t n)
+static inline bool write_all(struct conn *c, const char *p, size_t n)
 {
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = conn_write(c, p, n);
 
 		if (w <= 0)
 			return false;
@@ -139,10 +179,16 @@ static inline bool write_all(int fd, const char *p, size_t n)
 
 static inline void *conn_main(void *arg)
 {
-	int fd = (int)(long)arg;
+	struct conn c = {.fd = (int)(long)arg};
 	struct req rq;
 
-	while (read_request(fd, &rq)) {
+	if (srv_tls) {
+		c.ssl = SSL_new(srv_tls);
+		if (!c.ssl || !SSL_set_fd(c.ssl, c.fd) ||
+		    SSL_accept(c.ssl) != 1)
+			goto out;
+	}
+	while (read_request(&c, &rq)) {
 		struct reply rp = {.status = 200};
 		char head[4096];
 		int hn;
@@ -160,7 +206,7 @@ static inline void *conn_main(void *arg)
 			char sink[512];
 
 			/* outside the lock: other connections go on */
-			while (read(fd, sink, sizeof(sink)) > 0)
+			while (conn_read(&c, sink, sizeof(sink)) > 0)
 				;
 		}
 		if (rp.drop || rp.hang) {
@@ -174,14 +220,16 @@ static inline void *conn_main(void *arg)
 			      rp.content_type ? rp.content_type
 					      : "application/json",
 			      rp.headers);
-		if (!write_all(fd, head, (size_t)hn) ||
-		    (rp.body_len && !write_all(fd, rp.body, rp.body_len))) {
+		if (!write_all(&c, head, (size_t)hn) ||
+		    (rp.body_len && !write_all(&c, rp.body, rp.body_len))) {
 			free(rp.body);
 			break;
 		}
 		free(rp.body);
 	}
-	close(fd);
+out:
+	SSL_free(c.ssl);
+	close(c.fd);
 	return NULL;
 }
 
@@ -216,11 +264,41 @@ static inline int server_start(void)
 	    listen(ls, 16) || getsockname(ls, (struct sockaddr *)&a, &al))
 		return -1;
 	port = ntohs(a.sin_port);
-	snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+	snprintf(base, sizeof(base), "%s://127.0.0.1:%d",
+		 srv_tls ? "https" : "http", port);
 	if (pthread_create(&t, NULL, accept_main, (void *)(long)ls))
 		return -1;
 	pthread_detach(t);
 	return 0;
+}
+
+/*
+ * Like server_start, over HTTPS: makes a self-signed certificate for
+ * 127.0.0.1 in dir and puts its path in cafile (for http_config.cafile).
+ */
+static inline int server_start_tls(const char *dir, char *cafile, size_t n)
+{
+	char cmd[1024], key[512];
+
+	snprintf(cafile, n, "%s/server.crt", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey ec -pkeyopt "
+		 "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 "
+		 "-addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' "
+		 "2>/dev/null",
+		 key, cafile);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "openssl could not make a test certificate\n");
+		return -1;
+	}
+	srv_tls = SSL_CTX_new(TLS_server_method());
+	if (!srv_tls ||
+	    SSL_CTX_use_certificate_file(srv_tls, cafile, SSL_FILETYPE_PEM) !=
+		1 ||
+	    SSL_CTX_use_PrivateKey_file(srv_tls, key, SSL_FILETYPE_PEM) != 1)
+		return -1;
+	return server_start();
 }
 
 /* Answer with h from now on, and count requests from zero. */
