@@ -86,6 +86,25 @@ static void test_only_transient_statuses_are_retried(void)
 		CHECK(!http_status_transient(no[i]));
 }
 
+/* The one place that decides how long to retry: a lowered budget only
+ * ever lowers, and caps one attempt while it is in force. */
+static void test_lowered_budget_bounds_budgets_and_attempts(void)
+{
+	CHECK_INT(http_retry_budget_ms(60000), 60000);
+	CHECK_INT(http_attempt_timeout_ms(0), 0);
+	CHECK_INT(http_attempt_timeout_ms(-5), 0);
+	CHECK_INT(http_attempt_timeout_ms(2000), 2000);
+	http_set_retry_budget(10000);
+	CHECK_INT(http_retry_budget_ms(60000), 10000);
+	CHECK_INT(http_retry_budget_ms(5000), 5000);
+	CHECK_INT(http_attempt_timeout_ms(0), 10000);
+	CHECK_INT(http_attempt_timeout_ms(2000), 2000);
+	CHECK_INT(http_attempt_timeout_ms(30000), 10000);
+	http_set_retry_budget(0);
+	CHECK_INT(http_retry_budget_ms(60000), 60000);
+	CHECK_INT(http_attempt_timeout_ms(0), 0);
+}
+
 int main(void)
 {
 	test_retry_after_in_seconds();
@@ -94,5 +113,6 @@ int main(void)
 	test_backoff_grows_with_jitter_within_bounds();
 	test_backoff_honours_retry_after();
 	test_only_transient_statuses_are_retried();
+	test_lowered_budget_bounds_budgets_and_attempts();
 	return CHECK_DONE();
 }
