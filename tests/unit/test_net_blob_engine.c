@@ -1,7 +1,9 @@
 /*
  * test_net_blob_engine.c -- the blob engine (net/blob.c, net/blob_xfer.c)
- * against loopback.h's server: its retries obey the one retry policy of
- * http.h, a lowered budget (http_set_retry_budget, at unmount) included.
+ * against loopback.h's server (HTTPS): its retries obey the one retry
+ * policy of http.h, a lowered budget (http_set_retry_budget, at unmount)
+ * included, and a garbled page list is asked for again, a bounded number
+ * of times.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "blob.h"
+#include "blob_int.h" /* BLOB_PL_GARBLED_TRIES */
 #include "check.h"
 #include "http.h"
 #include "loopback.h"
@@ -89,6 +92,107 @@ static void test_blob_retries_stop_at_the_lowered_budget(void)
 	CHECK(requests() >= 1 && requests() <= 2);
 }
 
+/* ---- garbled page lists ---- */
+
+static const char PL_GOOD[] =
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<PageList>"
+    "<PageRange><Start>0</Start><End>1023</End></PageRange>"
+    "<PageRange><Start>4096</Start><End>8191</End></PageRange>"
+    "</PageList>";
+/* Cut off mid-element: every byte parses, the end does not. */
+static const char PL_CUT[] =
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<PageList>"
+    "<PageRange><Start>0</Start><End>1023</End></PageRange>"
+    "<PageRange><Start>4096</Sta";
+/* Not XML from the first element on: the parse fails while it arrives. */
+static const char PL_NOISE[] =
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<PageList><<\x01>>";
+
+static int pl_calls; /* page-list requests the server saw */
+static const char *pl_bad;
+
+static void h_pl_garbled_once(const struct req *rq, struct reply *rp)
+{
+	if (!strstr(rq->target, "comp=pagelist")) {
+		rp->status = 400;
+		return;
+	}
+	reply_xml(rp, 200, ++pl_calls == 1 ? PL_CUT : PL_GOOD);
+}
+
+static void h_pl_garbled_always(const struct req *rq, struct reply *rp)
+{
+	if (!strstr(rq->target, "comp=pagelist")) {
+		rp->status = 400;
+		return;
+	}
+	pl_calls++;
+	reply_xml(rp, 200, pl_bad);
+}
+
+/* The ranges handed over, repeats dropped (a retry hands ranges again). */
+struct ranges {
+	int n;
+	long long s[8], e[8];
+};
+
+static int collect(void *arg, long long s, long long e)
+{
+	struct ranges *r = arg;
+
+	for (int i = 0; i < r->n; i++)
+		if (r->s[i] == s && r->e[i] == e)
+			return 0;
+	if (r->n == 8)
+		return -ENOSPC;
+	r->s[r->n] = s;
+	r->e[r->n++] = e;
+	return 0;
+}
+
+static void test_a_page_list_garbled_once_is_asked_again(void)
+{
+	struct ranges got = {0};
+	struct blob_result res;
+
+	pl_calls = 0;
+	use(h_pl_garbled_once);
+	CHECK_INT(blob_page_ranges(eng, src, 0, BLOB_LEN, collect, &got, &res),
+		  0);
+	CHECK_INT(res.status, BLOB_OK);
+	CHECK_INT(pl_calls, 2);
+	CHECK_INT(requests(), 2);
+	CHECK_INT(got.n, 2);
+	CHECK_INT(got.s[0], 0);
+	CHECK_INT(got.e[0], 1024);
+	CHECK_INT(got.s[1], 4096);
+	CHECK_INT(got.e[1], 8192);
+}
+
+/* Both ways a page list can be garbled (caught at its end, or while it
+ * arrives) cost BLOB_PL_GARBLED_TRIES requests, not the retry budget. */
+static void test_a_page_list_always_garbled_fails_after_a_few_tries(void)
+{
+	const char *bad[] = {PL_CUT, PL_NOISE};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ranges got = {0};
+		struct blob_result res;
+
+		pl_calls = 0;
+		pl_bad = bad[i];
+		use(h_pl_garbled_always);
+		CHECK_INT(blob_page_ranges(eng, src, 0, BLOB_LEN, collect, &got,
+					   &res),
+			  -EIO);
+		CHECK_INT(res.status, BLOB_FAILED);
+		CHECK_STR(res.err.code, "BadResponse");
+		CHECK(strstr(res.err.message, "malformed page list") != NULL);
+		CHECK_INT(pl_calls, BLOB_PL_GARBLED_TRIES);
+		CHECK_INT(requests(), BLOB_PL_GARBLED_TRIES);
+	}
+}
+
 int main(void)
 {
 	struct http_config hc = {.max_retries = 6,
@@ -111,6 +215,8 @@ int main(void)
 
 	test_a_hung_blob_read_is_cut_at_the_lowered_budget();
 	test_blob_retries_stop_at_the_lowered_budget();
+	test_a_page_list_garbled_once_is_asked_again();
+	test_a_page_list_always_garbled_fails_after_a_few_tries();
 
 	blob_source_unref(src);
 	blob_engine_free(eng);
