@@ -317,8 +317,7 @@ static void *mgr_main(void *arg)
 			pthread_cond_broadcast(&m->cv);
 			continue;
 		}
-		ts.tv_sec = next / 1000;
-		ts.tv_nsec = (next % 1000) * 1000000;
+		ts = rp_deadline_ts(next);
 		pthread_cond_timedwait(&m->cv, &m->mu, &ts);
 	}
 	pthread_mutex_unlock(&m->mu);

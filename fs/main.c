@@ -36,7 +36,8 @@
 #include "disk.h"
 #include "ops.h"
 
-/* Retry budget of the EndGetAccess calls after the unmount. */
+/* Retry budget (and longest attempt) of every request after the unmount:
+ * the EndGetAccess calls, and blob transfers still running. */
 #define MAIN_UNMOUNT_RETRY_MS 10000
 
 struct main_opts {

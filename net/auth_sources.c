@@ -32,6 +32,7 @@
 #include "arm.h"
 #include "auth.h"
 #include "auth_sources.h"
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 
@@ -450,19 +451,15 @@ static int read_all(int fd, char **out, size_t cap, int timeout_ms)
 {
 	char *buf = malloc(cap + 1);
 	size_t n = 0;
-	struct timespec t0, t;
+	long long deadline = rp_mono_ms() + timeout_ms;
 
 	if (!buf)
 		return -ENOMEM;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		long left;
+		long long left = deadline - rp_mono_ms();
 		ssize_t r;
 
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000L +
-				     (t.tv_nsec - t0.tv_nsec) / 1000000L);
 		if (left <= 0) {
 			free(buf);
 			return -ETIMEDOUT;

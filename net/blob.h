@@ -10,7 +10,8 @@
  * handle, so many ranges are in flight on separate HTTP/1.1 connections at
  * once.  Transient failures (429, 500, 502, 503, 504, 408, dropped or
  * stalled connections, a malformed answer) are retried inside the engine
- * with backoff honouring Retry-After, within the http.h policy bounds; a
+ * with backoff honouring Retry-After, within the http.h policy bounds
+ * (http_set_retry_budget lowers them for the engine too); a
  * ranged GET cut off mid-body resumes where it stopped.  What the engine
  * cannot fix it reports as a blob_status so that the caller can act:
  * BLOB_EXPIRED (403/404: re-grant the SAS and retry) and BLOB_NEED_TOKEN

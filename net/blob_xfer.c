@@ -417,7 +417,9 @@ int blob_xfer_setup(struct blob_engine *e, struct blob_xfer *x, CURL *c)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 0L);
+	/* none (long ranged GETs are legit; stalls are caught below) but
+	 * the lowered budget after http_set_retry_budget */
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, http_attempt_timeout_ms(0));
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, e->stall_s);
 	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 256L * 1024);
@@ -574,7 +576,8 @@ int blob_xfer_judge(struct blob_xfer *x, CURLcode cc, long st, long *delay_ms)
 	*delay_ms = http_backoff_ms(x->attempt, x->retry_after_ms);
 	now = rp_mono_ms();
 	if (x->attempt >= e->max_retries ||
-	    now + *delay_ms - x->first_ms > e->max_retry_total_ms) {
+	    now + *delay_ms - x->first_ms >
+		http_retry_budget_ms(e->max_retry_total_ms)) {
 		log_warn("blob: giving up on %s after %d attempts: %s %s",
 			 log_redact_url(x->url, red, sizeof(red)),
 			 x->attempt + 1, x->res.err.code, x->res.err.message);

@@ -14,6 +14,17 @@ long long rp_mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec rp_deadline_ts(long long at_ms)
+{
+	struct timespec ts;
+
+	if (at_ms < 0)
+		at_ms = 0;
+	ts.tv_sec = (time_t)(at_ms / 1000);
+	ts.tv_nsec = (long)(at_ms % 1000) * 1000000L;
+	return ts;
+}
+
 void rp_sleep_ms(long long ms)
 {
 	struct timespec ts;

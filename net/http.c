@@ -493,7 +493,7 @@ static int attempt(CURL *h, const struct http_request *req,
 	struct xfer x = {
 	    .resp = resp, .cap = cfg.max_body, .retry_after_ms_hdr = -1};
 	const char *m = req->method ? req->method : "GET";
-	long status = 0, tmo, cap;
+	long status = 0;
 
 	http_setup_easy(h);
 	errbuf[0] = '\0';
@@ -506,14 +506,9 @@ static int attempt(CURL *h, const struct http_request *req,
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 	if (req->no_proxy)
 		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	/* Set every time (the handle is reused).  A lowered budget caps a
-	 * single attempt too: at unmount, a service that takes the request
-	 * and never answers would otherwise hold it for the stall timeout. */
-	tmo = req->timeout_ms > 0 ? req->timeout_ms : 0;
-	cap = atomic_load(&budget_override_ms);
-	if (cap > 0 && (tmo == 0 || tmo > cap))
-		tmo = cap;
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, tmo);
+	/* Set every time: the handle is reused. */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+			 http_attempt_timeout_ms(req->timeout_ms));
 	if (strcmp(m, "HEAD") == 0) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(m, "GET") != 0) {
@@ -579,7 +574,7 @@ int http_do(const struct http_request *req, struct http_response *resp,
 	for (int n = 0;; n++) {
 		CURLcode cc = CURLE_OK;
 		bool too_big = false, transient;
-		long wait, budget;
+		long wait;
 
 		http_response_free(resp);
 		resp->content_length = -1;
@@ -599,10 +594,8 @@ int http_do(const struct http_request *req, struct http_response *resp,
 		if (!transient || n >= tries)
 			break;
 		wait = http_backoff_ms(n, rc == 0 ? resp->retry_after_ms : -1);
-		budget = atomic_load(&budget_override_ms);
-		if (budget <= 0 || budget > cfg.max_retry_total_ms)
-			budget = cfg.max_retry_total_ms;
-		if ((rp_mono_ms() - t0) + wait > budget) {
+		if ((rp_mono_ms() - t0) + wait >
+		    http_retry_budget_ms(cfg.max_retry_total_ms)) {
 			log_info("%s %s: giving up retries after %ld ms",
 				 req->method ? req->method : "GET", safe,
 				 (long)(rp_mono_ms() - t0));
@@ -640,4 +633,20 @@ oom:
 void http_set_retry_budget(long total_ms)
 {
 	atomic_store(&budget_override_ms, total_ms > 0 ? total_ms : 0);
+}
+
+long http_retry_budget_ms(long configured)
+{
+	long low = atomic_load(&budget_override_ms);
+
+	return low > 0 && low < configured ? low : configured;
+}
+
+long http_attempt_timeout_ms(long wanted)
+{
+	long low = atomic_load(&budget_override_ms);
+
+	if (wanted < 0)
+		wanted = 0;
+	return low > 0 && (wanted == 0 || wanted > low) ? low : wanted;
 }

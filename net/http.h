@@ -35,10 +35,22 @@ struct http_config {
 /* Once at start-up, before threads. Copies the config. Returns 0 or -errno. */
 int http_global_init(const struct http_config *cfg);
 void http_global_cleanup(void);
-/* Lower the retry budget of every request from now on (0: back to the
- * configured one).  At unmount: a service that does not answer must not
- * hold the process for a full budget per remaining call. */
+/* Lower the retry budget of every request from now on, http_do's and the
+ * blob engine's (0: back to the configured one).  At unmount: a service
+ * that does not answer must not hold the process for a full budget per
+ * remaining call. */
 void http_set_retry_budget(long total_ms);
+/*
+ * The one retry policy's time limits, asked by http_do and the blob engine
+ * alike (one atomic load each).  http_retry_budget_ms: how long a request
+ * whose own budget is `configured` ms may keep retrying, counted from its
+ * first attempt.  http_attempt_timeout_ms: the whole-transfer limit of one
+ * attempt that wants `wanted` ms (<= 0: none), capped while a lowered budget
+ * is in force, since a service that takes a request and never answers
+ * would otherwise hold it for the stall timeout.
+ */
+long http_retry_budget_ms(long configured);
+long http_attempt_timeout_ms(long wanted);
 const struct http_config *http_config_get(void);
 
 struct http_request {
