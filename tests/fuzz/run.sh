@@ -60,9 +60,10 @@ cmake --build "$BUILD" -j"$JOBS" --target "${TARGETS[@]}" >"$BUILD/fuzz-build.lo
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-failed=()
-printf '%-24s %8s %10s %8s  %s\n' target seconds execs corpus result
-for t in "${TARGETS[@]}"; do
+# fuzz_one TARGET: replay its reproducers, then fuzz it; prints its
+# report lines, exit status 0 when clean.
+fuzz_one() {
+	local t=$1 bin seeds work art log repro start rc execs n result bad=0
 	bin=$BUILD/tests/fuzz/$t
 	seeds=$ROOT/tests/fuzz/corpus/$t
 	work=$BUILD/corpus/$t
@@ -80,7 +81,7 @@ for t in "${TARGETS[@]}"; do
 			grep -E "^(==|SUMMARY|.*runtime error|.*invariant)" \
 				"$log.repro" | head -5 | sed 's/^/    /'
 			echo "    replay: $bin $repro/*"
-			failed+=("$t")
+			bad=1
 		fi
 	fi
 
@@ -96,7 +97,7 @@ for t in "${TARGETS[@]}"; do
 		result=ok
 	else
 		result="FAILED (exit $rc)"
-		failed+=("$t")
+		bad=1
 	fi
 	printf '%-24s %8s %10s %8s  %s\n' "$t" $((SECONDS - start)) \
 		"${execs:-?}" "$n" "$result"
@@ -106,6 +107,25 @@ for t in "${TARGETS[@]}"; do
 		grep -o "Test unit written to .*" "$log" | sed 's/^/    /'
 		echo "    log: $log"
 	fi
+	return $bad
+}
+
+# One target per CPU at a time (each fuzzer is single-threaded); reports
+# are printed in target order once all have ended.
+mkdir -p "$BUILD/logs"
+declare -A pid_of
+for t in "${TARGETS[@]}"; do
+	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+		wait -n || true
+	done
+	fuzz_one "$t" >"$BUILD/logs/$t.report" 2>&1 &
+	pid_of[$t]=$!
+done
+failed=()
+printf '%-24s %8s %10s %8s  %s\n' target seconds execs corpus result
+for t in "${TARGETS[@]}"; do
+	wait "${pid_of[$t]}" || failed+=("$t")
+	cat "$BUILD/logs/$t.report"
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
