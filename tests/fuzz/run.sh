@@ -17,7 +17,8 @@
 # only when every target ran clean.
 #
 # Env: RPFS_FUZZ_BUILD (default <repo>/build-fuzz), CC (default clang),
-# FUZZ_ARGS (extra libFuzzer flags), JOBS (build parallelism).
+# FUZZ_ARGS (extra libFuzzer flags), JOBS (build parallelism and targets
+# fuzzed at once; default nproc).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
