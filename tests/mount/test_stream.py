@@ -202,6 +202,30 @@ def test_random_4k_read_fetches_a_small_range(rpfs, emulator):
     assert 0 < got <= 512 * 1024, got
 
 
+def test_random_reads_over_a_large_disk_start_no_read_ahead(rpfs, emulator):
+    # 300 random 4 KiB reads over the 1 GiB disk, all over the network (no
+    # page map).  Now and then one lands near an earlier one (4 streams of
+    # +-4 MiB cover 3 % of 1 GiB); that must not fetch a 4 MiB chunk and a
+    # read-ahead window: about what was asked travels, nothing more.
+    m = rpfs("-o", "pagelist=0")
+    path = disk_file(m, "vm1-sparse")
+    size = os.path.getsize(path)
+    rnd = random.Random(5)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.pread(fd, 1, 0)  # the grant, outside the count
+        emulator.reset_stats()
+        for _ in range(300):
+            os.pread(fd, 4096, rnd.randrange(0, size // 4096) * 4096)
+        st = emulator.stats()
+    finally:
+        os.close(fd)
+    moved = st["bytes"].get("blob_get", 0)
+    gets = st["requests"].get("blob_get", 0)
+    assert gets >= 300, gets
+    assert moved <= 300 * 4096 * 2, (moved, gets)
+
+
 def test_sequential_copy_uses_whole_chunks(rpfs, emulator):
     m = rpfs()
     emulator.reset_stats()
