@@ -17,10 +17,14 @@
  * flight, or memory is short.  Holes are skipped.  Other reads fetch the
  * `unit`-aligned span around them and start no read-ahead.
  *
- * Eviction, when a new entry needs room: failed entries, then entries a
- * sequential reader has passed, then least recently used ones; read-ahead
- * that nobody has touched yet is evicted only for a demand read or when
- * it is stale.  A read-ahead fetch that finds no room is simply not made.
+ * Eviction, when a new entry needs room: failed entries, then chunks read
+ * through to their end, then random reads' small entries, least recently
+ * used first.  A chunk that is not yet read through -- read-ahead nobody
+ * came for, or one partly read -- goes only for a demand read or when it
+ * is stale: readers with several reads in flight (qemu-img convert runs
+ * 8) read a chunk out of order, and read-ahead must not evict the part
+ * they have not reached yet.  A read-ahead fetch that finds no room is
+ * simply not made.
  *
  * Locks: c->mu guards everything in the cache, the page map and the
  * streams passed in; the engine's completion callback takes it briefly.
@@ -47,10 +51,13 @@ struct ra_entry {
 	char *buf;
 	size_t cap; /* of buf */
 	int refs;
-	bool linked;	 /* on the cache's list (findable) */
-	bool prefetched; /* made by read-ahead, not for a waiting reader */
-	bool touched;	 /* a reader used it */
-	bool consumed;	 /* a sequential reader went past its end */
+	bool linked;	  /* on the cache's list (findable) */
+	bool prefetched;  /* made by read-ahead, not for a waiting reader */
+	bool streamed;	  /* a chunk of a sequential stream (demand or ahead) */
+	bool touched;	  /* a reader used it */
+	bool consumed;	  /* a streamed chunk whose every byte was read */
+	long long served; /* bytes readers copied out of it */
+	long long need;	  /* its data bytes (holes are read from the map) */
 	unsigned long long used;
 	struct blob_result res;
 };
@@ -194,7 +201,8 @@ static size_t cache_budget(const struct ra_cache *c)
 	return c->cfg.window_max + 2 * c->cfg.chunk;
 }
 
-/* Untouched read-ahead nobody came for in this many reads is stale. */
+/* A chunk not read through (read-ahead nobody came for, or one a reader
+ * left half read) that was not used in this many reads is stale. */
 static bool entry_stale(const struct ra_cache *c, const struct ra_entry *e)
 {
 	unsigned long long limit = 4 * c->cfg.window_max / (64 * KiB);
@@ -212,7 +220,7 @@ static int victim_rank(const struct ra_cache *c, const struct ra_entry *e,
 		return 0;
 	if (e->consumed)
 		return 1;
-	if (e->touched || !e->prefetched)
+	if (!e->streamed)
 		return 2;
 	if (demand || entry_stale(c, e))
 		return 3;
@@ -247,6 +255,25 @@ static bool make_room(struct ra_cache *c, size_t need, bool demand)
 	return true;
 }
 
+/* Data bytes in [s, e) by the page map (runs past the 64th count as
+ * holes: the chunk is then called read through a little early). */
+static long long data_bytes_within(struct ra_cache *c, long long s, long long e)
+{
+	long long p = s, n = 0, run;
+	int runs = 0;
+
+	while (p < e && runs++ < 64) {
+		bool d = pagemap_is_data(&c->pm, p, &run);
+
+		if (run > e)
+			run = e;
+		if (d)
+			n += run - p;
+		p = run;
+	}
+	return n;
+}
+
 /*
  * A new entry for [s, e), in flight.  queue: hand it to the engine now;
  * else the caller fetches it itself (blob_read_direct) and completes it.
@@ -270,6 +297,8 @@ static struct ra_entry *entry_fetch(struct ra_cache *c, struct blob_source *src,
 	n->end = e;
 	n->state = E_INFLIGHT;
 	n->prefetched = prefetched;
+	n->streamed = queue;
+	n->need = data_bytes_within(c, s, e);
 	n->used = c->tick;
 	*rc = queue ? blob_read_async(c->eng, src, s, (size_t)(e - s), c->len,
 				      n->buf, c, entry_done, n)
@@ -516,7 +545,10 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 		memcpy(buf + (pos - off), e->buf + (pos - e->start), (size_t)n);
 		pthread_mutex_lock(&c->mu);
 		pos += n;
-		if (seq && pos >= e->end)
+		/* Read through, by whichever reads: a reader with several
+		 * in flight finishes a chunk out of order. */
+		e->served += n;
+		if (e->streamed && e->served >= e->need)
 			e->consumed = true;
 		entry_release(c, e);
 	}

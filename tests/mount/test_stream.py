@@ -226,6 +226,27 @@ def test_random_reads_over_a_large_disk_start_no_read_ahead(rpfs, emulator):
     assert moved <= 300 * 4096 * 2, (moved, gets)
 
 
+def test_qemu_img_convert_fetches_each_byte_about_once(rpfs, emulator,
+                                                      tmp_path):
+    # qemu-img convert keeps 8 reads of 2 MiB in flight, so it finishes
+    # each chunk out of order, from several streams of one handle.  Read-
+    # ahead must not evict the parts of a chunk it has not reached yet (a
+    # 1 GiB disk at the defaults fetched 3.4 GB that way).  A 32 MiB window
+    # (40 MiB of cache) against the 64 MiB disk read whole (no page map)
+    # puts the same pressure on a small disk.
+    m = rpfs("-o", "pagelist=0", "-o", "readahead=%d" % (32 * MiB))
+    src = disk_file(m, "vm1-os")
+    out = tmp_path / "os.raw"
+    emulator.reset_stats()
+    subprocess.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw",
+                    str(src), str(out)], check=True, timeout=300)
+    moved = emulator.stats()["bytes"].get("blob_get", 0)
+    size = os.path.getsize(emulator.image_path("vm1-os"))
+    assert sha_file(out) == sha_file(emulator.image_path("vm1-os"))
+    # measured: 1.09-1.19 x the disk; 1.83-2.27 x before the fix
+    assert moved <= size * 1.4, (moved, size)
+
+
 def test_sequential_copy_uses_whole_chunks(rpfs, emulator):
     m = rpfs()
     emulator.reset_stats()
