@@ -6,7 +6,7 @@
 #
 # Env: RPFS_BIN (default build/rpfs), BIG_GIB (dense disk, default 8),
 # RUNS (repetitions, default 3), RAND_READS (curl GETs per run of (c),
-# default 5000), PHASES (default "a b c d"), LINK_MIB (bytes read over the cloud-like
+# default 5000), PHASES (default "a b c d e"), LINK_MIB (bytes read over the cloud-like
 # link, default 2048), FIO_SECONDS (default 20), RPFS_OPTS (extra -o
 # options for every mount), READ_AHEAD_KB (written to the mount's
 # /sys/class/bdi/MAJ:MIN/read_ahead_kb after mounting, as root; the kernel
@@ -29,7 +29,9 @@
 # per request, 100 MB/s per connection, between the SAS host:port and
 # nginx) vs 1 and 8 parallel curl range streams; (c) fio random 4 KiB
 # psync reads vs one keep-alive curl GET per read; (d) the sparse disk:
-# cp --sparse=always vs a full read, time and bytes sent by nginx.
+# cp --sparse=always vs a full read, time and bytes sent by nginx; (e)
+# qemu-img convert of the 1 GiB disk (8 reads of 2 MiB in flight) against
+# dd of it: time and bytes fetched.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -40,7 +42,7 @@ RUNS=${RUNS:-3}
 LINK_MIB=${LINK_MIB:-2048}
 FIO_SECONDS=${FIO_SECONDS:-20}
 RPFS_OPTS=${RPFS_OPTS:-}
-PHASES=${PHASES:-a b c d}
+PHASES=${PHASES:-a b c d e}
 want() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
 PY=/usr/bin/python3
 TCK=$(getconf CLK_TCK)
@@ -375,6 +377,36 @@ echo "rpfs, fio psync 1 job (IOPS, bytes fetched per read):"
 sed 's/^/    /' "$W/c.rpfs"
 C=$(median < "$W/c.curl"); R=$(awk '{print $1}' "$W/c.rpfs" | median)
 echo "ratio rpfs/curl (medians): $(awk -v r="$R" -v c="$C" 'BEGIN {printf "%.2f", r / c}')"
+fi
+
+# ---- (e) qemu-img convert ---------------------------------------------------
+if want e; then
+echo "== (e) qemu-img convert -O raw of one.vhd (1 GiB) to $W/out, against dd of it"
+sent() { awk '$1 == "GET" && $4 != "pagelist" {s += $3} END {printf "%.2f", s / 1073741824}' "$W/nginx/access.log"; }
+i=0
+while [ $i -lt "$RUNS" ]; do
+	mount_rpfs
+	exec 3< "$(F one)" # the grant outside the timing (see rpfs_read)
+	head -c 1 <&3 > /dev/null
+	: > "$W/nginx/access.log"
+	t0=$(now)
+	dd if="$(F one)" of=/dev/null bs=1M status=none
+	t1=$(now)
+	echo "dd: $(echo "$t1 - $t0" | bc | cut -c1-5) s, $(sent) GiB fetched"
+	rm -f "$W/out/one.raw"
+	: > "$W/nginx/access.log"
+	c0=$(cpu_ticks "$MPID")
+	t0=$(now)
+	qemu-img convert -f vpc -O raw "$(F one)" "$W/out/one.raw"
+	t1=$(now)
+	c1=$(cpu_ticks "$MPID")
+	echo "qemu-img convert: $(echo "$t1 - $t0" | bc | cut -c1-5) s, $(sent) GiB fetched, rpfs CPU $(echo "($c1 - $c0) / $TCK" | bc -l | cut -c1-4) s"
+	exec 3<&-
+	umount_rpfs
+	i=$((i + 1))
+done
+if cmp -s "$W/out/one.raw" "$W/img/one.img"; then echo "output identical: yes"; else echo "output identical: NO"; fi
+rm -f "$W/out/one.raw"
 fi
 
 # ---- (d) sparse ---------------------------------------------------------------
