@@ -18,19 +18,21 @@
  * `unit`-aligned span around them and start no read-ahead.
  *
  * Eviction, when a new entry needs room: failed entries, then chunks read
- * through to their end, then random reads' small entries, least recently
- * used first.  A chunk that is not yet read through -- read-ahead nobody
- * came for, or one partly read -- goes only for a demand read or when it
- * is stale: readers with several reads in flight (qemu-img convert runs
- * 8) read a chunk out of order, and read-ahead must not evict the part
- * they have not reached yet.  A read-ahead fetch that finds no room is
- * simply not made.
+ * through (all their data bytes copied out), then random reads' small
+ * entries and chunks a reader left partly read well behind it (reading
+ * only what a file system uses), least recently used first.  Other
+ * chunks not read through -- read-ahead nobody came for yet, or a chunk
+ * near the reader -- go only for a demand read or when stale: readers
+ * with several reads in flight (qemu-img convert runs 8) finish a chunk
+ * out of order, and read-ahead must not evict the part they have not
+ * reached yet.  A read-ahead fetch that finds no room is simply not made.
  *
  * Locks: c->mu guards everything in the cache, the page map and the
  * streams passed in; the engine's completion callback takes it briefly.
  * Lock order: c->mu, then the engine's queue lock (inside submit).
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -210,9 +212,24 @@ static bool entry_stale(const struct ra_cache *c, const struct ra_entry *e)
 	return c->tick - e->used > limit;
 }
 
-/* Victim rank: lower goes first; -1 = not evictable now. */
+/* How far behind a sequential reader its chunks are kept from its own
+ * read-ahead: readers with several reads in flight finish chunks out of
+ * order within this span (qemu-img convert: 8 x 2 MiB).  At most half
+ * the window, so that read-ahead keeps room to work with. */
+#define RA_SPREAD (16 * MiB)
+
+static long long keep_span(const struct ra_cache *c)
+{
+	long long half = (long long)c->cfg.window_max / 2;
+
+	return half < RA_SPREAD ? half : RA_SPREAD;
+}
+
+/* Victim rank: lower goes first; -1 = not evictable now.  keep_from: a
+ * read-ahead's stream position less keep_span(); a chunk readers used
+ * that ends at or before it was left behind (LLONG_MIN: none was). */
 static int victim_rank(const struct ra_cache *c, const struct ra_entry *e,
-		       bool demand)
+		       bool demand, long long keep_from)
 {
 	if (e->refs || e->state == E_INFLIGHT)
 		return -1;
@@ -220,7 +237,7 @@ static int victim_rank(const struct ra_cache *c, const struct ra_entry *e,
 		return 0;
 	if (e->consumed)
 		return 1;
-	if (!e->streamed)
+	if (!e->streamed || (e->touched && e->end <= keep_from))
 		return 2;
 	if (demand || entry_stale(c, e))
 		return 3;
@@ -230,7 +247,8 @@ static int victim_rank(const struct ra_cache *c, const struct ra_entry *e,
 /* Make room for `need` bytes.  A demand read always proceeds (it may pass
  * the budget by what the waiting readers hold); read-ahead only within
  * the budgets.  Returns true when the allocation may go ahead. */
-static bool make_room(struct ra_cache *c, size_t need, bool demand)
+static bool make_room(struct ra_cache *c, size_t need, bool demand,
+		      long long keep_from)
 {
 	while (c->bytes + need > cache_budget(c) ||
 	       c->nentries >= RA_MAX_ENTRIES ||
@@ -239,7 +257,7 @@ static bool make_room(struct ra_cache *c, size_t need, bool demand)
 		int vr = 99;
 
 		for (struct ra_entry *e = c->head; e; e = e->next) {
-			int r = victim_rank(c, e, demand);
+			int r = victim_rank(c, e, demand, keep_from);
 
 			if (r < 0)
 				continue;
@@ -400,7 +418,8 @@ static void prefetch(struct ra_cache *c, struct blob_source *src,
 			ce = c->len;
 		s = q / 512 * 512;
 		e = data_end_within(c, s, ce);
-		if (!make_room(c, ra_buf_cap((size_t)(e - s)), false))
+		if (!make_room(c, ra_buf_cap((size_t)(e - s)), false,
+			       st->next - keep_span(c)))
 			break;
 		if (!entry_fetch(c, src, s, e, true, true, &rc))
 			break;
@@ -480,7 +499,8 @@ ssize_t ra_read(struct ra_cache *c, struct ra_streams *streams,
 				ra_random_span(&c->cfg, pos,
 					       (size_t)(end - pos), c->len, &s,
 					       &x);
-			make_room(c, ra_buf_cap((size_t)(x - s)), true);
+			make_room(c, ra_buf_cap((size_t)(x - s)), true,
+				  LLONG_MIN);
 			/* a sequential reader's chunk goes to the engine with
 			 * its read-ahead; a random read is fetched right here
 			 */

@@ -247,6 +247,28 @@ def test_qemu_img_convert_fetches_each_byte_about_once(rpfs, emulator,
     assert moved <= size * 1.4, (moved, size)
 
 
+def test_read_ahead_keeps_going_for_a_reader_that_skips(rpfs, emulator):
+    # A reader that takes 256 KiB of every 4 MiB chunk (reading only what
+    # a file system uses) leaves each chunk partly read.  Read-ahead must
+    # still evict those once the reader is well past them, or it stops as
+    # soon as they fill its cache (10 chunks with a 32 MiB window) and
+    # every further read waits for its own chunk.  The first two reads are
+    # not a pattern yet (256 KiB each); from the third on, chunks 2..15
+    # (56 MiB) come by read-ahead before the reader reaches the last ones.
+    # Stalled, it stops near 44.5 MiB.
+    m = rpfs("-o", "pagelist=0", "-o", "readahead=%d" % (32 * MiB))
+    path = disk_file(m, "vm1-os")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        emulator.reset_stats()
+        for i in range(13):
+            os.pread(fd, 256 * 1024, i * 4 * MiB)
+        wait_for(lambda: emulator.stats()["bytes"].get("blob_get", 0)
+                 >= 56 * MiB, 10, "read-ahead to reach the end of the disk")
+    finally:
+        os.close(fd)
+
+
 def test_sequential_copy_uses_whole_chunks(rpfs, emulator):
     m = rpfs()
     emulator.reset_stats()
