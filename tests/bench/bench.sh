@@ -7,8 +7,8 @@
 # Env: RPFS_BIN (default build/rpfs), BIG_GIB (dense disk, default 8),
 # RUNS (repetitions, default 3), RAND_READS (curl GETs per run of (c),
 # default 5000), PHASES (default "a b c d e"), LINK_MIB (bytes read over the cloud-like
-# link, default 2048), FIO_SECONDS (default 20), RPFS_OPTS (extra -o
-# options for every mount), READ_AHEAD_KB (written to the mount's
+# link, default 2048), FIO_SECONDS (default 20), RPFS_OPTS (extra
+# arguments for every mount, with their -o: "-o parallel=4"), READ_AHEAD_KB (written to the mount's
 # /sys/class/bdi/MAJ:MIN/read_ahead_kb after mounting, as root; the kernel
 # sends FUSE reads of at most this size, 128 KiB by default).
 #
