@@ -181,7 +181,9 @@ static void main_usage(const char *prog)
 	    "(2000)\n"
 	    "    -o chunk_size=BYTES    bytes per ranged GET (4194304)\n"
 	    "    -o readahead=BYTES     largest read-ahead window (67108864)\n"
-	    "    -o parallel=N          ranges in flight per disk (16)\n"
+	    "    -o parallel=N          ranges in flight per disk (16; 4 while "
+	    "the\n"
+	    "                           server answers within 1 ms)\n"
 	    "    -o pagelist=0|1        use the page map for holes (1)\n"
 	    "    -o direct_io           disk reads bypass the page cache "
 	    "(default)\n"
@@ -259,6 +261,7 @@ static int main_tuning(const struct main_opts *o, bool debug,
 	MAIN_NUM(readahead, "readahead", 0, 4096.0 * 1024 * 1024,
 		 t->disk.readahead_max, size_t);
 	MAIN_NUM(parallel, "parallel", 1, 64, t->disk.max_parallel, int);
+	t->disk.parallel_fixed = o->parallel != NULL;
 	MAIN_NUM(pagelist, "pagelist", 0, 1, t->disk.use_pagelist, bool);
 	MAIN_NUM(stall_timeout, "stall_timeout", 1, 3600,
 		 t->disk.stall_timeout_s, long);

@@ -30,7 +30,9 @@ struct ra_config {
 	size_t window_min;  /* first read-ahead window; 2 chunks */
 	size_t window_max;  /* largest window; 64 MiB */
 	size_t unit;	    /* random reads fetch this alignment; 4 KiB */
-	int parallel;	    /* read-ahead fetches in flight; 8 */
+	int parallel;	    /* read-ahead fetches in flight; 16 */
+	int near_parallel;  /* ... while the server answers within
+			       RA_NEAR_WAIT_US; 0: always parallel */
 	bool off;	    /* no read-ahead at all (readahead=0) */
 	size_t map_extents; /* page map cap; 0 = default */
 };
@@ -83,6 +85,17 @@ struct ra_streams {
 struct ra_stream *ra_stream_update(struct ra_streams *st,
 				   const struct ra_config *cfg, long long off,
 				   size_t size, bool *sequential);
+/*
+ * Read-ahead fetches in flight for a server whose answers begin wait_us
+ * after the request (the least seen on this disk; -1: none yet).  A server
+ * on this host or as close (under 1 ms) fills the reader's need with a
+ * few ranges in flight, and more only cost CPU and memory; any other
+ * (Azure: several ms; the cloud-like bench link: 20 ms) needs them all,
+ * because each range pays the round trip and connections are
+ * rate-limited.
+ */
+#define RA_NEAR_WAIT_US 1000
+int ra_parallel_now(const struct ra_config *cfg, long long wait_us);
 /* Doubling, capped at window_max. */
 size_t ra_window_next(size_t cur, const struct ra_config *cfg);
 /* The span a random read fetches: [off, off+size) widened to `unit`

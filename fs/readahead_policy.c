@@ -132,6 +132,14 @@ void ra_config_defaults(struct ra_config *cfg)
 		cfg->parallel = 16;
 }
 
+int ra_parallel_now(const struct ra_config *cfg, long long wait_us)
+{
+	if (cfg->near_parallel > 0 && cfg->near_parallel < cfg->parallel &&
+	    wait_us >= 0 && wait_us < RA_NEAR_WAIT_US)
+		return cfg->near_parallel;
+	return cfg->parallel;
+}
+
 size_t ra_window_next(size_t cur, const struct ra_config *cfg)
 {
 	if (cur < cfg->window_min)

@@ -132,9 +132,11 @@ enum blob_status {
 
 struct blob_result {
 	enum blob_status status;
-	int error;	 /* 0, or a negative errno */
-	unsigned gen;	 /* source generation the last attempt used */
-	bool had_bearer; /* the last attempt sent a bearer token */
+	int error;	   /* 0, or a negative errno */
+	unsigned gen;	   /* source generation the last attempt used */
+	bool had_bearer;   /* the last attempt sent a bearer token */
+	long long wait_us; /* BLOB_OK: from request sent to first byte of the
+			      answer (the server's round trip), else 0 */
 	struct rp_err err;
 };
 

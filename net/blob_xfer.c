@@ -471,6 +471,17 @@ static void record_http_error(struct blob_xfer *x, long st)
 		   msg[0] ? msg : "blob request failed");
 }
 
+/* From request sent to first byte, in microseconds (0 if unknown). */
+static long long wait_us(struct blob_xfer *x)
+{
+	curl_off_t sent = 0, first = 0;
+
+	if (curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &sent) ||
+	    curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &first))
+		return 0;
+	return first > sent ? (long long)(first - sent) : 0;
+}
+
 /* Decide: 1 = done (res filled), 0 = retry. */
 static int classify(struct blob_xfer *x, CURLcode cc, long st)
 {
@@ -518,6 +529,7 @@ static int classify(struct blob_xfer *x, CURLcode cc, long st)
 		}
 		r->status = BLOB_OK;
 		r->error = 0;
+		r->wait_us = wait_us(x);
 		return 1;
 	}
 	if (x->abort_err) {

@@ -282,6 +282,20 @@ def test_sequential_copy_uses_whole_chunks(rpfs, emulator):
     assert moved <= os.path.getsize(emulator.image_path("vm1-os")) + 512
 
 
+@pytest.mark.parametrize("opts,near", [((), True),
+                                       (("-o", "parallel=8"), False)],
+                         ids=["default", "parallel_given"])
+def test_a_server_on_this_host_gets_few_ranges_in_flight(rpfs, emulator,
+                                                         opts, near):
+    # The emulator answers within 1 ms: by default read-ahead keeps 4
+    # ranges in flight instead of 16 (fs/readahead.h, ra_parallel_now);
+    # -o parallel=N is taken as given.
+    m = rpfs("-o", "log_level=debug", *opts)
+    read_all(disk_file(m, "vm1-os"))  # ~16 ranges: the least wait counts
+    said = "4 ranges in flight" in m.log_text()
+    assert said == near, m.log_text()[-2000:]
+
+
 def test_with_page_cache_a_second_read_comes_from_the_page_cache(
         rpfs, emulator, tmp_path):
     # -o page_cache: cp then debugfs, or qemu-img then cp: the blob never

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -46,7 +47,8 @@ struct reply {
 	size_t body_len;
 	const char *content_type; /* NULL: application/json */
 	bool drop;		  /* close the connection without answering */
-	bool hang; /* never answer; close when the client gives up */
+	bool hang;    /* never answer; close when the client gives up */
+	int delay_ms; /* wait this long before answering */
 };
 
 typedef void (*handler_fn)(const struct req *rq, struct reply *rp);
@@ -213,6 +215,8 @@ static inline void *conn_main(void *arg)
 			free(rp.body);
 			break;
 		}
+		if (rp.delay_ms > 0) /* outside the lock, like hang */
+			usleep((useconds_t)rp.delay_ms * 1000);
 		hn = snprintf(head, sizeof(head),
 			      "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n"
 			      "Content-Type: %s\r\n%s\r\n",
@@ -239,10 +243,15 @@ static inline void *accept_main(void *arg)
 
 	for (;;) {
 		int fd = accept(ls, NULL, NULL);
+		int one = 1;
 		pthread_t t;
 
 		if (fd < 0)
 			continue;
+		/* head and body are separate writes: without this the body
+		 * waits for the client's delayed ACK (40 ms) */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				 sizeof(one));
 		if (pthread_create(&t, NULL, conn_main, (void *)(long)fd))
 			close(fd);
 		else

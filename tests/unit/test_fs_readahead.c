@@ -272,6 +272,25 @@ static void test_two_readers_keep_their_streams(void)
 	CHECK_INT(seqs, 126);
 }
 
+/* A near server gets a few ranges in flight, a far or unknown one all of
+ * them; -o parallel (near_parallel 0) is never adapted. */
+static void test_ranges_in_flight_follow_the_servers_distance(void)
+{
+	struct ra_config cfg = {.parallel = 16, .near_parallel = 4};
+
+	ra_config_defaults(&cfg);
+	CHECK_INT(ra_parallel_now(&cfg, -1), 16);
+	CHECK_INT(ra_parallel_now(&cfg, 300), 4);
+	CHECK_INT(ra_parallel_now(&cfg, RA_NEAR_WAIT_US - 1), 4);
+	CHECK_INT(ra_parallel_now(&cfg, RA_NEAR_WAIT_US), 16);
+	CHECK_INT(ra_parallel_now(&cfg, 20000), 16);
+	cfg.near_parallel = 0;
+	CHECK_INT(ra_parallel_now(&cfg, 300), 16);
+	cfg.parallel = 2; /* fewer than the near figure: kept */
+	cfg.near_parallel = 4;
+	CHECK_INT(ra_parallel_now(&cfg, 300), 2);
+}
+
 static void test_random_read_fetches_a_small_aligned_span(void)
 {
 	struct ra_config c = cfg_default();
@@ -433,6 +452,7 @@ int main(void)
 	test_random_reads_are_not_sequential();
 	test_a_read_near_a_stream_is_not_yet_sequential();
 	test_two_readers_keep_their_streams();
+	test_ranges_in_flight_follow_the_servers_distance();
 	test_random_read_fetches_a_small_aligned_span();
 	test_holes_read_as_zeros_without_a_request();
 	test_a_handle_that_gave_up_fails_at_once_for_a_while();

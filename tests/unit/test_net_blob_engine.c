@@ -193,6 +193,45 @@ static void test_a_page_list_always_garbled_fails_after_a_few_tries(void)
 	}
 }
 
+/* A range answer after delay_ms: how far the server is. */
+static int delay_ms;
+
+static void h_range(const struct req *rq, struct reply *rp)
+{
+	char cr[64];
+
+	(void)rq;
+	rp->status = 206;
+	snprintf(cr, sizeof(cr), "bytes 0-4095/%d", BLOB_LEN);
+	add_header(rp, "Content-Range", cr);
+	rp->body = calloc(1, 4096);
+	rp->body_len = rp->body ? 4096 : 0;
+	rp->content_type = "application/octet-stream";
+	rp->delay_ms = delay_ms;
+}
+
+/* A read reports the server's wait (read-ahead sizes its ranges in
+ * flight by it, fs/readahead.h): an answer held back 200 ms reports about
+ * 200 ms more than one sent at once. */
+static void test_a_read_reports_the_servers_wait(void)
+{
+	static char buf[4096];
+	struct blob_result quick, slow;
+
+	use(h_range);
+	delay_ms = 0;
+	CHECK_INT(blob_read(eng, src, 0, sizeof(buf), BLOB_LEN, buf, &quick),
+		  0);
+	CHECK_INT(quick.status, BLOB_OK);
+	CHECK(quick.wait_us > 0 && quick.wait_us < 20000);
+	delay_ms = 200;
+	CHECK_INT(blob_read(eng, src, 0, sizeof(buf), BLOB_LEN, buf, &slow), 0);
+	CHECK_INT(slow.status, BLOB_OK);
+	CHECK(slow.wait_us - quick.wait_us >= 150000);
+	CHECK(slow.wait_us < 2000000);
+	delay_ms = 0;
+}
+
 int main(void)
 {
 	struct http_config hc = {.max_retries = 6,
@@ -217,6 +256,7 @@ int main(void)
 	test_blob_retries_stop_at_the_lowered_budget();
 	test_a_page_list_garbled_once_is_asked_again();
 	test_a_page_list_always_garbled_fails_after_a_few_tries();
+	test_a_read_reports_the_servers_wait();
 
 	blob_source_unref(src);
 	blob_engine_free(eng);
