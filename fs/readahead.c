@@ -161,7 +161,8 @@ void ra_cache_free(struct ra_cache *c)
 	free(c);
 }
 
-/* A fetch ended.  c->mu held. */
+/* A fetch's server wait: keep the least, and say when it moves the
+ * disk between near and far.  c->mu held. */
 static void note_wait(struct ra_cache *c, long long us)
 {
 	int was = ra_parallel_now(&c->cfg, c->wait_us);
@@ -175,6 +176,7 @@ static void note_wait(struct ra_cache *c, long long us)
 			  us / 1000.0, ra_parallel_now(&c->cfg, us));
 }
 
+/* A fetch ended.  c->mu held. */
 static void entry_complete(struct ra_cache *c, struct ra_entry *e,
 			   const struct blob_result *res)
 {
@@ -184,8 +186,6 @@ static void entry_complete(struct ra_cache *c, struct ra_entry *e,
 	if (res->status == BLOB_OK) {
 		e->state = E_READY;
 		c->st.fetched += (unsigned long long)(e->end - e->start);
-		/* a moving average: one slow answer does not make a far
-		 * server, nor one quick one a near server */
 		if (res->wait_us > 0)
 			note_wait(c, res->wait_us);
 	} else {
