@@ -21,9 +21,6 @@
 #include "../net/az.h"
 #include "../net/err.h"
 
-/* Ranges in flight by default while the blob server is near. */
-#define DISK_NEAR_PARALLEL 4
-
 struct disk_config {
 	int sas_duration_s; /* BeginGetAccess durationInSeconds; default 3600 */
 	int linger_ms; /* EndGetAccess this long after the last close; default
@@ -33,7 +30,7 @@ struct disk_config {
 				 default 64 MiB; 0: no read-ahead */
 	int max_parallel;     /* ranges in flight per disk; default 16 */
 	bool parallel_fixed;  /* -o parallel given: always max_parallel, else
-				 DISK_NEAR_PARALLEL while the server is near
+				 fewer while the server is near
 				 (fs/readahead.h, ra_parallel_now) */
 	bool use_pagelist;    /* fetch page ranges for holes; default true */
 	/* Added by the streaming module; zero means the default. */

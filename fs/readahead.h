@@ -95,6 +95,7 @@ struct ra_stream *ra_stream_update(struct ra_streams *st,
  * rate-limited.
  */
 #define RA_NEAR_WAIT_US 1000
+#define RA_NEAR_PARALLEL 4 /* the default near_parallel */
 int ra_parallel_now(const struct ra_config *cfg, long long wait_us);
 /* Doubling, capped at window_max. */
 size_t ra_window_next(size_t cur, const struct ra_config *cfg);

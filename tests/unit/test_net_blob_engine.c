@@ -210,6 +210,33 @@ static void h_range(const struct req *rq, struct reply *rp)
 	rp->delay_ms = delay_ms;
 }
 
+/* Throttled once (503, Retry-After: 1), then answered at once: the wait
+ * is the answering attempt's, not the second spent backing off, so a
+ * retry never makes a near server look far. */
+static int range_calls;
+
+static void h_503_then_range(const struct req *rq, struct reply *rp)
+{
+	if (range_calls++ == 0)
+		h_503(rq, rp);
+	else
+		h_range(rq, rp);
+}
+
+static void test_a_retried_read_reports_the_answering_attempts_wait(void)
+{
+	static char buf[4096];
+	struct blob_result res;
+
+	range_calls = 0;
+	delay_ms = 0;
+	use(h_503_then_range);
+	CHECK_INT(blob_read(eng, src, 0, sizeof(buf), BLOB_LEN, buf, &res), 0);
+	CHECK_INT(res.status, BLOB_OK);
+	CHECK_INT(range_calls, 2);
+	CHECK(res.wait_us > 0 && res.wait_us < 500000);
+}
+
 /* A read reports the server's wait (read-ahead sizes its ranges in
  * flight by it, fs/readahead.h): an answer held back 200 ms reports about
  * 200 ms more than one sent at once. */
@@ -257,6 +284,7 @@ int main(void)
 	test_a_page_list_garbled_once_is_asked_again();
 	test_a_page_list_always_garbled_fails_after_a_few_tries();
 	test_a_read_reports_the_servers_wait();
+	test_a_retried_read_reports_the_answering_attempts_wait();
 
 	blob_source_unref(src);
 	blob_engine_free(eng);
