@@ -32,6 +32,8 @@ struct disk_config {
 	bool parallel_fixed;  /* -o parallel given: always max_parallel, else
 				 fewer while the server is near
 				 (fs/readahead.h, ra_parallel_now) */
+	long near_us;	      /* near: first byte within this; 0: default
+				 (1 ms); negative: never */
 	bool use_pagelist;    /* fetch page ranges for holes; default true */
 	/* Added by the streaming module; zero means the default. */
 	struct auth *auth;    /* tokens for Entra-ID disks (audience

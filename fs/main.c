@@ -53,6 +53,7 @@ struct main_opts {
 	char *chunk_size;
 	char *readahead;
 	char *parallel;
+	char *near_us;
 	char *pagelist;
 	char *stall_timeout;
 	char *cache_max;
@@ -101,6 +102,7 @@ static const struct fuse_opt main_spec[] = {
     MAIN_STR("chunk_size", chunk_size),
     MAIN_STR("readahead", readahead),
     MAIN_STR("parallel", parallel),
+    MAIN_STR("near_us", near_us),
     MAIN_STR("pagelist", pagelist),
     MAIN_STR("stall_timeout", stall_timeout),
     MAIN_STR("cache_max", cache_max),
@@ -183,7 +185,11 @@ static void main_usage(const char *prog)
 	    "    -o readahead=BYTES     largest read-ahead window (67108864)\n"
 	    "    -o parallel=N          ranges in flight per disk (16; 4 while "
 	    "the\n"
-	    "                           server answers within 1 ms)\n"
+	    "                           server answers within near_us)\n"
+	    "    -o near_us=US          a server whose first byte comes "
+	    "within US\n"
+	    "                           microseconds is near (1000; 0: "
+	    "never)\n"
 	    "    -o pagelist=0|1        use the page map for holes (1)\n"
 	    "    -o direct_io           disk reads bypass the page cache "
 	    "(default)\n"
@@ -262,6 +268,9 @@ static int main_tuning(const struct main_opts *o, bool debug,
 		 t->disk.readahead_max, size_t);
 	MAIN_NUM(parallel, "parallel", 1, 64, t->disk.max_parallel, int);
 	t->disk.parallel_fixed = o->parallel != NULL;
+	MAIN_NUM(near_us, "near_us", 0, 1000000, t->disk.near_us, long);
+	if (o->near_us && !t->disk.near_us)
+		t->disk.near_us = -1; /* near_us=0: never near */
 	MAIN_NUM(pagelist, "pagelist", 0, 1, t->disk.use_pagelist, bool);
 	MAIN_NUM(stall_timeout, "stall_timeout", 1, 3600,
 		 t->disk.stall_timeout_s, long);
@@ -300,8 +309,9 @@ static void main_free_opts(struct main_opts *o)
 	    &o->cafile,	       &o->token_file,	   &o->auth,
 	    &o->cache_timeout, &o->sas_duration,   &o->linger_ms,
 	    &o->chunk_size,    &o->readahead,	   &o->parallel,
-	    &o->pagelist,      &o->log_level,	   &o->compute_api,
-	    &o->disk_api,      &o->stall_timeout,  &o->cache_max,
+	    &o->near_us,       &o->pagelist,	   &o->log_level,
+	    &o->compute_api,   &o->disk_api,	   &o->stall_timeout,
+	    &o->cache_max,
 	};
 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {

@@ -32,7 +32,8 @@ struct ra_config {
 	size_t unit;	    /* random reads fetch this alignment; 4 KiB */
 	int parallel;	    /* read-ahead fetches in flight; 16 */
 	int near_parallel;  /* ... while the server answers within
-			       RA_NEAR_WAIT_US; 0: always parallel */
+			       near_wait_us; 0: always parallel */
+	long near_wait_us;  /* what counts as near; 1 ms (RA_NEAR_WAIT_US) */
 	bool off;	    /* no read-ahead at all (readahead=0) */
 	size_t map_extents; /* page map cap; 0 = default */
 };
@@ -94,8 +95,8 @@ struct ra_stream *ra_stream_update(struct ra_streams *st,
  * because each range pays the round trip and connections are
  * rate-limited.
  */
-#define RA_NEAR_WAIT_US 1000
-#define RA_NEAR_PARALLEL 4 /* the default near_parallel */
+#define RA_NEAR_WAIT_US 1000 /* the default near_wait_us */
+#define RA_NEAR_PARALLEL 4   /* the default near_parallel */
 int ra_parallel_now(const struct ra_config *cfg, long long wait_us);
 /* Doubling, capped at window_max. */
 size_t ra_window_next(size_t cur, const struct ra_config *cfg);

@@ -22,7 +22,7 @@ MOUNT_FUSE3 = "/sbin/mount.fuse3"
 OPTIONS = ["subscription", "resource-group", "endpoint", "cafile",
            "token-file", "auth", "ro", "allow_delete", "cache_timeout",
            "sas_duration", "linger_ms", "chunk_size", "readahead",
-           "parallel", "pagelist", "log_level"]
+           "parallel", "near_us", "pagelist", "log_level"]
 
 
 
@@ -124,7 +124,7 @@ def test_unknown_auth_kind_is_refused(tmp_path):
 @pytest.mark.parametrize("opt", [
     "parallel=abc", "parallel=0", "chunk_size=-5", "readahead=lots",
     "cache_timeout=-1", "sas_duration=nan", "linger_ms=1e99",
-    "pagelist=2", "log_level=loud",
+    "pagelist=2", "log_level=loud", "near_us=-1", "near_us=0.5",
 ])
 def test_bad_tuning_value_is_refused(tmp_path, opt):
     res = run("-f", "--subscription=x", "-o", opt, tmp_path)

@@ -237,6 +237,8 @@ class Emulator:
         self.faults_injected = 0
         self.stats_requests = {}
         self.stats_bytes = {}
+        self.gets_in_flight = 0
+        self.gets_in_flight_max = 0
         self.rgs = {}
         self.vms = {}
         self.disks = {}
@@ -791,6 +793,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with emu.lock:
                 if op:
                     emu.stats_requests[op] = emu.stats_requests.get(op, 0) + 1
+                if op == "blob_get":
+                    # blob GETs in flight (from arrival, injected delays
+                    # included), and the most since the last reset
+                    emu.gets_in_flight += 1
+                    emu.gets_in_flight_max = max(emu.gets_in_flight_max, emu.gets_in_flight)
                 emu.sweep()
                 for f in emu.faults:
                     if f.matches(target, self.command, self.url_path + ("?" + self.query_str if self.query_str else "")):
@@ -824,6 +831,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
             self.send_error_body(ApiError(500, "InternalServerError", "Emulator error: %r" % e))
+        finally:
+            if self.op == "blob_get":
+                with emu.lock:
+                    emu.gets_in_flight -= 1
 
     def classify(self):
         s, m = self.lsegs, self.command
@@ -1009,11 +1020,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 emu.sweep()
                 return self.send_json(200, {"requests": emu.stats_requests, "bytes": emu.stats_bytes,
                                             "faults_injected": emu.faults_injected,
-                                            "active_grants": emu.active_grant_count()})
+                                            "active_grants": emu.active_grant_count(),
+                                            "gets_in_flight_max": emu.gets_in_flight_max})
             if s == ["stats", "reset"] and m == "POST":
                 emu.stats_requests.clear()
                 emu.stats_bytes.clear()
                 emu.faults_injected = 0
+                emu.gets_in_flight_max = emu.gets_in_flight
                 return self.send_json(200, {})
             if s == ["config"] and m == "POST":
                 b = self.json_body()

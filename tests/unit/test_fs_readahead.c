@@ -289,6 +289,10 @@ static void test_ranges_in_flight_follow_the_servers_distance(void)
 	cfg.parallel = 2; /* fewer than the near figure: kept */
 	cfg.near_parallel = 4;
 	CHECK_INT(ra_parallel_now(&cfg, 300), 2);
+	cfg.parallel = 16; /* -o near_us=50000 */
+	cfg.near_wait_us = 50000;
+	CHECK_INT(ra_parallel_now(&cfg, 20000), 4);
+	CHECK_INT(ra_parallel_now(&cfg, 50000), 16);
 }
 
 static void test_random_read_fetches_a_small_aligned_span(void)
