@@ -5,9 +5,10 @@
 #     tests/bench/bench.sh [WORKDIR]        (default /tmp/rpfs-bench)
 #
 # Env: RPFS_BIN (default build/rpfs), BIG_GIB (dense disk, default 8),
-# RUNS (repetitions, default 3), RAND_READS (curl GETs per run of (c),
-# default 5000), PHASES (default "a b c d e"), LINK_MIB (bytes read over the cloud-like
-# link, default 2048), FIO_SECONDS (default 20), RPFS_OPTS (extra
+# RUNS (repetitions, default 3), RAND_READS (4 KiB reads per run of (c),
+# curl's and fio's alike, default 30000), PHASES (default "a b c d e"),
+# LINK_MIB (bytes read over the cloud-like link, default 2048),
+# FIO_SECONDS (the most one fio run may take, default 120), RPFS_OPTS (extra
 # arguments for every mount, with their -o: "-o parallel=4"), READ_AHEAD_KB (written to the mount's
 # /sys/class/bdi/MAJ:MIN/read_ahead_kb after mounting, as root; the kernel
 # sends FUSE reads of at most this size, 128 KiB by default).
@@ -40,7 +41,8 @@ RPFS=${RPFS_BIN:-$REPO/build/rpfs}
 BIG_GIB=${BIG_GIB:-8}
 RUNS=${RUNS:-3}
 LINK_MIB=${LINK_MIB:-2048}
-FIO_SECONDS=${FIO_SECONDS:-20}
+FIO_SECONDS=${FIO_SECONDS:-120}
+RAND_READS=${RAND_READS:-30000}
 RPFS_OPTS=${RPFS_OPTS:-}
 PHASES=${PHASES:-a b c d e}
 want() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -336,8 +338,9 @@ fi
 if want c; then
 echo "== (c) random 4 KiB reads of big.vhd: IOPS"
 # one curl process, one keep-alive connection, RAND_READS ranged GETs
-# ("next" resets options, so each block repeats them)
-$PY - "$W/secret/curl.cfg" "$W/secret/curl-rand.cfg" $((BIG_GIB << 30)) "$CA" "${RAND_READS:-5000}" <<'PY'
+# ("next" resets options, so each block repeats them); fio makes as many
+# reads, so that both samples span the same seconds of a noisy machine
+$PY - "$W/secret/curl.cfg" "$W/secret/curl-rand.cfg" $((BIG_GIB << 30)) "$CA" "$RAND_READS" <<'PY'
 import random, sys
 src, dst, size, ca, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 url = open(src).read()
@@ -360,10 +363,11 @@ while [ $i -lt "$RUNS" ]; do
 	t0=$(now)
 	curl -K "$W/secret/curl-rand.cfg"
 	t1=$(now)
-	awk -v n="${RAND_READS:-5000}" -v t="$(echo "$t1 - $t0" | bc)" 'BEGIN {printf "%.0f\n", n / t}' >> "$W/c.curl"
+	awk -v n="$RAND_READS" -v t="$(echo "$t1 - $t0" | bc)" 'BEGIN {printf "%.0f\n", n / t}' >> "$W/c.curl"
 	: > "$W/nginx/access.log"
 	fio --name=rand --filename="$(F big)" --readonly --rw=randread --bs=4k --ioengine=psync \
-		--runtime="$FIO_SECONDS" --time_based --size=$((BIG_GIB << 30)) --output-format=json > "$W/fio.json"
+		--number_ios="$RAND_READS" --runtime="$FIO_SECONDS" --size=$((BIG_GIB << 30)) \
+		--output-format=json > "$W/fio.json"
 	$PY -c 'import json,sys; r=json.load(open(sys.argv[1]))["jobs"][0]["read"]; print("%.0f %d" % (r["iops"], r["total_ios"]))' \
 		"$W/fio.json" > "$W/c.one"
 	read -r iops ios < "$W/c.one"
