@@ -165,10 +165,11 @@ void ra_cache_free(struct ra_cache *c)
  * disk between near and far.  c->mu held. */
 static void note_wait(struct ra_cache *c, long long us)
 {
-	int was = ra_parallel_now(&c->cfg, c->wait_us);
+	int was;
 
 	if (c->wait_us >= 0 && c->wait_us <= us)
 		return;
+	was = ra_parallel_now(&c->cfg, c->wait_us);
 	c->wait_us = us;
 	if (ra_parallel_now(&c->cfg, us) != was)
 		log_debug("readahead: the server answers in %.2f ms: %d ranges "
