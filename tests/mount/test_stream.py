@@ -282,7 +282,7 @@ def test_sequential_copy_uses_whole_chunks(rpfs, emulator):
     assert moved <= os.path.getsize(emulator.image_path("vm1-os")) + 512
 
 
-NEAR = ("-o", "near_us=50000")  # the emulator's least wait, well within
+NEAR = ("-o", "near_us=50000")  # 50 ms: the emulator answers far sooner
 SLOW = {"target": "blob", "method": "GET", "action": "slow",
         "bytes_per_second": 16 << 20, "count": -1}  # headers at once
 FAR = {"target": "blob", "method": "GET", "action": "delay",
