@@ -346,9 +346,8 @@ struct disk_mgr *disk_mgr_new(struct az *az, const struct disk_config *cfg)
 	m->ra.window_max = m->cfg.readahead_max;
 	m->ra.off = m->cfg.readahead_max == 0; /* readahead=0: none */
 	m->ra.parallel = m->cfg.max_parallel;
-	m->ra.near_parallel =
-	    m->cfg.parallel_fixed || m->cfg.near_us < 0 ? 0 : RA_NEAR_PARALLEL;
-	m->ra.near_wait_us = m->cfg.near_us > 0 ? m->cfg.near_us : 0;
+	m->ra.near_parallel = m->cfg.parallel_fixed ? 0 : RA_NEAR_PARALLEL;
+	m->ra.near_wait_us = m->cfg.near_us;
 	ra_config_defaults(&m->ra);
 	ra_global_set_cap(m->cfg.cache_max
 			      ? m->cfg.cache_max

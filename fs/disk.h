@@ -32,8 +32,9 @@ struct disk_config {
 	bool parallel_fixed;  /* -o parallel given: always max_parallel, else
 				 fewer while the server is near
 				 (fs/readahead.h, ra_parallel_now) */
-	long near_us;	      /* near: first byte within this; 0: default
-				 (1 ms); negative: never */
+	long near_us;	      /* near: least wait (request to first byte)
+				 under this; 0: never (main.c's default:
+				 RA_NEAR_WAIT_US) */
 	bool use_pagelist;    /* fetch page ranges for holes; default true */
 	/* Added by the streaming module; zero means the default. */
 	struct auth *auth;    /* tokens for Entra-ID disks (audience

@@ -35,6 +35,7 @@
 #include "cache.h"
 #include "disk.h"
 #include "ops.h"
+#include "readahead.h"
 
 /* Retry budget (and longest attempt) of every request after the unmount:
  * the EndGetAccess calls, and blob transfers still running. */
@@ -246,6 +247,7 @@ static int main_tuning(const struct main_opts *o, bool debug,
 	    .chunk_size = 4u << 20,
 	    .readahead_max = 64u << 20,
 	    .max_parallel = 16,
+	    .near_us = RA_NEAR_WAIT_US,
 	    .use_pagelist = true,
 	};
 	if (o->cache_timeout && main_number("cache_timeout", o->cache_timeout,
@@ -269,8 +271,6 @@ static int main_tuning(const struct main_opts *o, bool debug,
 	MAIN_NUM(parallel, "parallel", 1, 64, t->disk.max_parallel, int);
 	t->disk.parallel_fixed = o->parallel != NULL;
 	MAIN_NUM(near_us, "near_us", 0, 1000000, t->disk.near_us, long);
-	if (o->near_us && !t->disk.near_us)
-		t->disk.near_us = -1; /* near_us=0: never near */
 	MAIN_NUM(pagelist, "pagelist", 0, 1, t->disk.use_pagelist, bool);
 	MAIN_NUM(stall_timeout, "stall_timeout", 1, 3600,
 		 t->disk.stall_timeout_s, long);

@@ -31,9 +31,9 @@ struct ra_config {
 	size_t window_max;  /* largest window; 64 MiB */
 	size_t unit;	    /* random reads fetch this alignment; 4 KiB */
 	int parallel;	    /* read-ahead fetches in flight; 16 */
-	int near_parallel;  /* ... while the server answers within
-			       near_wait_us; 0: always parallel */
-	long near_wait_us;  /* what counts as near; 1 ms (RA_NEAR_WAIT_US) */
+	int near_parallel;  /* ... while the server is near; 0: always
+			       parallel */
+	long near_wait_us;  /* near: least wait under this; 0: never */
 	bool off;	    /* no read-ahead at all (readahead=0) */
 	size_t map_extents; /* page map cap; 0 = default */
 };
@@ -95,7 +95,7 @@ struct ra_stream *ra_stream_update(struct ra_streams *st,
  * because each range pays the round trip and connections are
  * rate-limited.
  */
-#define RA_NEAR_WAIT_US 1000 /* the default near_wait_us */
+#define RA_NEAR_WAIT_US 1000 /* the default near_wait_us (-o near_us) */
 #define RA_NEAR_PARALLEL 4   /* the default near_parallel */
 int ra_parallel_now(const struct ra_config *cfg, long long wait_us);
 /* Doubling, capped at window_max. */

@@ -130,8 +130,6 @@ void ra_config_defaults(struct ra_config *cfg)
 	cfg->unit = align_up(cfg->unit, 512);
 	if (cfg->parallel <= 0)
 		cfg->parallel = 16;
-	if (!cfg->near_wait_us)
-		cfg->near_wait_us = RA_NEAR_WAIT_US;
 }
 
 int ra_parallel_now(const struct ra_config *cfg, long long wait_us)

@@ -276,7 +276,9 @@ static void test_two_readers_keep_their_streams(void)
  * them; -o parallel (near_parallel 0) is never adapted. */
 static void test_ranges_in_flight_follow_the_servers_distance(void)
 {
-	struct ra_config cfg = {.parallel = 16, .near_parallel = 4};
+	struct ra_config cfg = {.parallel = 16,
+				.near_parallel = 4,
+				.near_wait_us = RA_NEAR_WAIT_US};
 
 	ra_config_defaults(&cfg);
 	CHECK_INT(ra_parallel_now(&cfg, -1), 16);
@@ -293,6 +295,8 @@ static void test_ranges_in_flight_follow_the_servers_distance(void)
 	cfg.near_wait_us = 50000;
 	CHECK_INT(ra_parallel_now(&cfg, 20000), 4);
 	CHECK_INT(ra_parallel_now(&cfg, 50000), 16);
+	cfg.near_wait_us = 0; /* -o near_us=0: never near */
+	CHECK_INT(ra_parallel_now(&cfg, 0), 16);
 }
 
 static void test_random_read_fetches_a_small_aligned_span(void)
